@@ -1,0 +1,52 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/certgate/certgate/internal/bench"
+)
+
+func newBenchCmd(cf *clientFlags) *cobra.Command {
+	var o bench.Options
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Drive issuance load against a server (or --in-process) and print throughput and latency",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			rep := &bench.Report{}
+			if o.InProcess {
+				rep, err = bench.Run(cmd.Context(), nil, o)
+			} else {
+				c, cerr := cf.client()
+				if cerr != nil {
+					return cerr
+				}
+				rep, err = bench.Run(cmd.Context(), c, o)
+			}
+			if err != nil {
+				return err
+			}
+			if cf.json {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			bench.Print(cmd.OutOrStdout(), rep)
+			if rep.Errors > 0 {
+				return exitCode(2)
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 8, "concurrent requests")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 10*time.Second, "how long to run (ignored with --count)")
+	cmd.Flags().IntVar(&o.Count, "count", 0, "stop after this many requests")
+	cmd.Flags().StringVar(&o.Profile, "profile", "server", "client, server or machine")
+	cmd.Flags().StringVar(&o.KeyType, "key-type", "ecdsa-p256", "ecdsa-p256 or rsa-2048")
+	cmd.Flags().BoolVar(&o.ServerKeys, "server-keys", false, "let the server generate keys instead of sending CSRs")
+	cmd.Flags().BoolVar(&o.InProcess, "in-process", false, "sign in this process with no server: the ceiling to compare against")
+	cmd.Flags().IntVar(&o.CSRPool, "csrs", 64, "distinct pre-generated CSRs")
+	return cmd
+}

@@ -1,0 +1,5 @@
+package apierror
+
+import "context"
+
+var errDeadline = context.DeadlineExceeded

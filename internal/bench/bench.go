@@ -1,0 +1,331 @@
+// Package bench drives issuance load — against a running server over HTTPS,
+// or in process as the ceiling to compare against — and checks every
+// certificate it gets back.
+package bench
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/client"
+	"github.com/certgate/certgate/internal/issuance"
+	"github.com/certgate/certgate/internal/validation"
+)
+
+// Options of one run.
+type Options struct {
+	Concurrency int
+	Duration    time.Duration // used when Count == 0
+	Count       int
+	Profile     string
+	KeyType     string // ecdsa-p256 | rsa-2048
+	ServerKeys  bool   // let the server generate keys (no CSR)
+	InProcess   bool
+	CSRPool     int // distinct pre-generated CSRs
+}
+
+// Report is what a run measured.
+type Report struct {
+	Mode        string  `json:"mode"`
+	Profile     string  `json:"profile"`
+	KeyType     string  `json:"key_type"`
+	ServerKeys  bool    `json:"server_keys"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	RPS         float64 `json:"rps"`
+	P50ms       float64 `json:"p50_ms"`
+	P90ms       float64 `json:"p90_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Maxms       float64 `json:"max_ms"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+// String renders the report for humans.
+func (r *Report) String() string {
+	s := fmt.Sprintf("%s  profile=%s key=%s server_keys=%v concurrency=%d\n  requests %d in %.2fs, errors %d\n  throughput %.1f certificates/s\n  latency p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
+		r.Mode, r.Profile, r.KeyType, r.ServerKeys, r.Concurrency, r.Requests, r.Seconds, r.Errors, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Maxms)
+	if r.FirstError != "" {
+		s += "  first error: " + r.FirstError + "\n"
+	}
+	return s
+}
+
+type work struct {
+	csrPEM string
+	pub    crypto.PublicKey
+	cn     string
+}
+
+func pregenerate(n int, keyType string) ([]work, error) {
+	out := make([]work, n)
+	for i := range out {
+		var key crypto.Signer
+		var err error
+		if keyType == issuance.KeyRSA2048 {
+			key, err = rsa.GenerateKey(rand.Reader, 2048)
+		} else {
+			key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cn := fmt.Sprintf("bench-%d.bench.certgate.internal", i)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = work{csrPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), pub: key.Public(), cn: cn}
+	}
+	return out, nil
+}
+
+// Run drives the load. c is nil for InProcess.
+func Run(ctx context.Context, c *client.Client, o Options) (*Report, error) {
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.Profile == "" {
+		o.Profile = ca.ProfileServer
+	}
+	if o.KeyType == "" {
+		o.KeyType = issuance.KeyECDSAP256
+	}
+	if o.CSRPool <= 0 {
+		o.CSRPool = 64
+	}
+	if o.Count == 0 && o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	var pool []work
+	var err error
+	if !o.ServerKeys {
+		if pool, err = pregenerate(o.CSRPool, o.KeyType); err != nil {
+			return nil, err
+		}
+	}
+	var one func(ctx context.Context, i int) error
+	mode := "server"
+	if o.InProcess {
+		mode = "in-process"
+		one, err = inProcess(o, pool)
+	} else {
+		one, err = overHTTP(ctx, c, o, pool)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Mode: mode, Profile: o.Profile, KeyType: o.KeyType, ServerKeys: o.ServerKeys, Concurrency: o.Concurrency}
+	var (
+		next     atomic.Int64
+		errs     atomic.Int64
+		firstErr atomic.Value
+		mu       sync.Mutex
+		lat      []time.Duration
+		wg       sync.WaitGroup
+	)
+	runCtx := ctx
+	var cancel context.CancelFunc = func() {}
+	if o.Count == 0 {
+		runCtx, cancel = context.WithTimeout(ctx, o.Duration)
+	}
+	defer cancel()
+	start := time.Now()
+	for w := 0; w < o.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1024)
+			for runCtx.Err() == nil {
+				i := next.Add(1) - 1
+				if o.Count > 0 && i >= int64(o.Count) {
+					break
+				}
+				t0 := time.Now()
+				err := one(runCtx, int(i))
+				if err != nil {
+					if runCtx.Err() != nil && errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+						break
+					}
+					if errs.Add(1) == 1 {
+						firstErr.Store(err.Error())
+					}
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rep.Requests, rep.Errors, rep.Seconds = int64(len(lat)), errs.Load(), elapsed.Seconds()
+	rep.RPS = float64(len(lat)) / elapsed.Seconds()
+	rep.P50ms, rep.P90ms, rep.P99ms = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	if len(lat) > 0 {
+		rep.Maxms = ms(lat[len(lat)-1])
+	}
+	if v, ok := firstErr.Load().(string); ok {
+		rep.FirstError = v
+	}
+	return rep, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return ms(sorted[i])
+}
+
+func overHTTP(ctx context.Context, c *client.Client, o Options, pool []work) (func(context.Context, int) error, error) {
+	var rootPEM []byte
+	if _, err := c.Do(ctx, "GET", "/v1/trust-bundle", nil, &rootPEM, nil); err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		return nil, errors.New("the trust bundle holds no certificate")
+	}
+	return func(ctx context.Context, i int) error {
+		req := issuance.Request{Profile: o.Profile}
+		var w work
+		if o.ServerKeys {
+			req.KeyType = o.KeyType
+			req.CommonName = fmt.Sprintf("bench-%d.bench.certgate.internal", i%1000)
+		} else {
+			w = pool[i%len(pool)]
+			req.CSR = w.csrPEM
+		}
+		var res issuance.Result
+		if _, err := c.Do(ctx, "POST", "/v1/certificates", req, &res, nil); err != nil {
+			return err
+		}
+		return check(&res, w.pub, roots)
+	}, nil
+}
+
+// check parses the leaf, matches its key and verifies it to the root.
+func check(res *issuance.Result, pub crypto.PublicKey, roots *x509.CertPool) error {
+	b, _ := pem.Decode([]byte(res.Certificate))
+	if b == nil {
+		return errors.New("no certificate PEM in the response")
+	}
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return err
+	}
+	if pub == nil && res.PrivateKey != "" {
+		kb, _ := pem.Decode([]byte(res.PrivateKey))
+		if kb == nil {
+			return errors.New("bad private key PEM")
+		}
+		k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+		if err != nil {
+			return err
+		}
+		pub = k.(crypto.Signer).Public()
+	}
+	if !ca.PublicKeysEqual(leaf.PublicKey, pub) {
+		return errors.New("the certificate's key is not the request's")
+	}
+	inter := x509.NewCertPool()
+	inter.AppendCertsFromPEM([]byte(res.Chain))
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	return nil
+}
+
+// inProcess is the ceiling: the same CSR checks and x509.CreateCertificate
+// with an in-memory CA, no HTTP, no auth, no database.
+func inProcess(o Options, pool []work) (func(context.Context, int) error, error) {
+	dir, err := os.MkdirTemp("", "certgate-bench-ca-")
+	if err != nil {
+		return nil, err
+	}
+	local, err := ca.OpenLocal(ca.LocalOptions{Dir: dir})
+	os.RemoveAll(dir)
+	if err != nil {
+		return nil, err
+	}
+	issuerCert, issuerKey, _ := local.Signer(ca.ServerCA)
+	prof := ca.DefaultProfiles(0)[o.Profile]
+	if prof == nil {
+		return nil, fmt.Errorf("unknown profile %q", o.Profile)
+	}
+	return func(_ context.Context, i int) error {
+		var pub crypto.PublicKey
+		var names *validation.Names
+		if o.ServerKeys {
+			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if o.KeyType == issuance.KeyRSA2048 {
+				var rk *rsa.PrivateKey
+				rk, err = rsa.GenerateKey(rand.Reader, 2048)
+				if err != nil {
+					return err
+				}
+				pub = rk.Public()
+			} else {
+				if err != nil {
+					return err
+				}
+				pub = k.Public()
+			}
+			names = &validation.Names{CommonName: "bench.certgate.internal", DNS: []string{"bench.certgate.internal"}}
+		} else {
+			w := pool[i%len(pool)]
+			csr, err := validation.ParseCSR(w.csrPEM)
+			if err != nil {
+				return err
+			}
+			if err := validation.CheckKey("csr", csr.PublicKey); err != nil {
+				return err
+			}
+			if names, err = validation.NamesFromCSR(csr, prof.AllowWildcard); err != nil {
+				return err
+			}
+			pub = csr.PublicKey
+		}
+		serial, err := ca.NewSerial()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: names.CommonName}, DNSNames: names.DNS,
+			NotBefore: now.Add(-ca.Backdate), NotAfter: now.Add(prof.MaxValidity - ca.Backdate), KeyUsage: prof.KeyUsage,
+			ExtKeyUsage: prof.ExtKeyUsage, BasicConstraintsValid: true}
+		_, err = x509.CreateCertificate(rand.Reader, tmpl, issuerCert, pub, issuerKey)
+		return err
+	}, nil
+}
+
+// Print writes the report.
+func Print(w io.Writer, r *Report) { fmt.Fprint(w, r.String()) }

@@ -1,0 +1,433 @@
+// Package store persists certificates, CA state and events through GORM, on
+// SQLite (embedded default) or PostgreSQL.
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// ErrNotFound is returned when a lookup matches nothing.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a uniqueness rule refuses a write.
+var ErrConflict = errors.New("conflict")
+
+// Store is safe for concurrent use.
+type Store struct {
+	db     *gorm.DB
+	driver string
+}
+
+// Options tune Open.
+type Options struct {
+	Driver       string // sqlite | postgres
+	DSN          string // postgres DSN, or sqlite file path ("" = DataDir/certgate.db)
+	DataDir      string
+	MaxOpenConns int
+	Now          func() time.Time // injected clock for timestamps
+}
+
+// Open connects and migrates the schema.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	gcfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return now().UTC() },
+		PrepareStmt:            true,
+		SkipDefaultTransaction: true,
+	}
+	var (
+		db  *gorm.DB
+		err error
+	)
+	switch o.Driver {
+	case "", "sqlite":
+		path := o.DSN
+		if path == "" {
+			if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+				return nil, fmt.Errorf("data dir: %w", err)
+			}
+			path = filepath.Join(o.DataDir, "certgate.db")
+		}
+		dsn := path
+		if path != ":memory:" && !strings.Contains(path, "?") {
+			// WAL lets readers run beside the writer; busy_timeout turns
+			// writer contention into a short wait instead of SQLITE_BUSY.
+			dsn = "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		}
+		db, err = gorm.Open(sqlite.Open(dsn), gcfg)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
+		// One writer at a time is all SQLite allows; a single connection
+		// queues writers in Go instead of spinning on the file lock.
+		sqlDB.SetMaxOpenConns(1)
+		sqlDB.SetConnMaxLifetime(0)
+		if path != ":memory:" {
+			_ = os.Chmod(path, 0o600)
+		}
+		o.Driver = "sqlite"
+	case "postgres":
+		db, err = gorm.Open(postgres.Open(o.DSN), gcfg)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
+		n := o.MaxOpenConns
+		if n <= 0 {
+			n = 16
+		}
+		sqlDB.SetMaxOpenConns(n)
+		sqlDB.SetMaxIdleConns(n)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	default:
+		return nil, fmt.Errorf("unknown database driver %q", o.Driver)
+	}
+	s := &Store{db: db, driver: o.Driver}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.db.WithContext(ctx).AutoMigrate(&CertificateAuthority{}, &Certificate{}, &Event{}); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Driver names the database kind.
+func (s *Store) Driver() string { return s.driver }
+
+// DB exposes GORM for tests and benchmarks that bulk-load.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") || strings.Contains(msg, "duplicate key value")
+}
+
+// CreatePending commits the row before the CA is asked (write-before-sign).
+func (s *Store) CreatePending(ctx context.Context, c *Certificate) error {
+	c.Status = StatusPending
+	err := s.db.WithContext(ctx).Create(c).Error
+	if isUniqueViolation(err) {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	return err
+}
+
+// SetARN records the PCA certificate ARN the moment IssueCertificate returns,
+// so a crash before GetCertificate still leaves a way to finish the row.
+func (s *Store) SetARN(ctx context.Context, id uint64, arn string) error {
+	return s.db.WithContext(ctx).Model(&Certificate{}).Where("id = ?", id).Update("arn", arn).Error
+}
+
+// Finish moves a pending row to issued or failed and writes its event in the
+// same transaction, so a certificate and its audit record exist together.
+func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Certificate{}).Where("id = ? AND status = ?", c.ID, StatusPending).Updates(map[string]any{
+			"serial": c.Serial, "status": c.Status, "not_before": c.NotBefore, "not_after": c.NotAfter,
+			"pem": c.PEM, "arn": c.ARN, "fingerprint": c.Fingerprint, "failure_reason": c.FailureReason,
+			"key_algorithm": c.KeyAlgorithm, "updated_at": tx.NowFunc(),
+		})
+		if res.Error != nil {
+			if isUniqueViolation(res.Error) {
+				return fmt.Errorf("%w: %v", ErrConflict, res.Error)
+			}
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return fmt.Errorf("%w: certificate row %d is no longer pending", ErrConflict, c.ID)
+		}
+		if ev != nil {
+			return tx.Create(ev).Error
+		}
+		return nil
+	})
+}
+
+// GetBySerial finds a certificate by its canonical serial.
+func (s *Store) GetBySerial(ctx context.Context, serial string) (*Certificate, error) {
+	var c Certificate
+	err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&c).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	return &c, err
+}
+
+// GetByID finds a certificate row by id.
+func (s *Store) GetByID(ctx context.Context, id uint64) (*Certificate, error) {
+	var c Certificate
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&c).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	return &c, err
+}
+
+// GetByIdempotencyKey finds the row a principal's key already produced.
+func (s *Store) GetByIdempotencyKey(ctx context.Context, requester, key string) (*Certificate, error) {
+	var c Certificate
+	err := s.db.WithContext(ctx).Where("idem_requester = ? AND idempotency_key = ?", requester, key).Take(&c).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	return &c, err
+}
+
+// ListPending returns rows still pending, oldest first.
+func (s *Store) ListPending(ctx context.Context, olderThan time.Time, limit int) ([]Certificate, error) {
+	var out []Certificate
+	err := s.db.WithContext(ctx).Where("status = ? AND created_at < ?", StatusPending, olderThan).Order("id").Limit(limit).Find(&out).Error
+	return out, err
+}
+
+// Revoke marks an issued certificate revoked and writes the event, once: a
+// row already revoked (by this or another replica) yields ErrConflict and
+// changes nothing.
+func (s *Store) Revoke(ctx context.Context, serial, reason string, at time.Time, ev *Event) (*Certificate, error) {
+	var out *Certificate
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Certificate{}).Where("serial = ? AND status = ?", serial, StatusIssued).Updates(map[string]any{
+			"status": StatusRevoked, "revoked_at": at.UTC(), "revocation_reason": reason, "updated_at": tx.NowFunc(),
+		})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrConflict
+		}
+		if ev != nil {
+			if err := tx.Create(ev).Error; err != nil {
+				return err
+			}
+		}
+		var c Certificate
+		if err := tx.Where("serial = ?", serial).Take(&c).Error; err != nil {
+			return err
+		}
+		out = &c
+		return nil
+	})
+	return out, err
+}
+
+// Revoked lists a CA's revoked certificates (for its CRL).
+func (s *Store) Revoked(ctx context.Context, caName string) ([]Certificate, error) {
+	var out []Certificate
+	err := s.db.WithContext(ctx).Select("id", "serial", "revoked_at", "revocation_reason", "not_after").
+		Where("ca = ? AND status = ?", caName, StatusRevoked).Order("id").Find(&out).Error
+	return out, err
+}
+
+// CertFilter selects certificates for listing.
+type CertFilter struct {
+	Profile       string
+	Status        string
+	CommonName    string
+	CA            string
+	Requester     string // empty: everyone's
+	ExpiresBefore *time.Time
+	Limit         int
+	PageToken     string
+}
+
+// ErrBadPageToken is returned for a token this store did not issue.
+var ErrBadPageToken = errors.New("invalid page_token")
+
+func encodeCursor(parts ...uint64) string {
+	b := make([]byte, 8*len(parts))
+	for i, p := range parts {
+		binary.BigEndian.PutUint64(b[8*i:], p)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(tok string, n int) ([]uint64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 8*n {
+		return nil, ErrBadPageToken
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	return out, nil
+}
+
+// ListCertificates pages newest first by id (keyset: id < cursor), so a
+// page costs the same at any depth.
+func (s *Store) ListCertificates(ctx context.Context, f CertFilter) ([]Certificate, string, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	q := s.db.WithContext(ctx).Model(&Certificate{}).Omit("pem")
+	if f.Profile != "" {
+		q = q.Where("profile = ?", f.Profile)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.CommonName != "" {
+		q = q.Where("common_name = ?", f.CommonName)
+	}
+	if f.CA != "" {
+		q = q.Where("ca = ?", f.CA)
+	}
+	if f.Requester != "" {
+		q = q.Where("requester = ?", f.Requester)
+	}
+	if f.ExpiresBefore != nil {
+		q = q.Where("not_after < ?", f.ExpiresBefore.UTC())
+	}
+	if f.PageToken != "" {
+		cur, err := decodeCursor(f.PageToken, 1)
+		if err != nil {
+			return nil, "", err
+		}
+		q = q.Where("id < ?", cur[0])
+	}
+	var out []Certificate
+	if err := q.Order("id DESC").Limit(f.Limit + 1).Find(&out).Error; err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		next = encodeCursor(out[len(out)-1].ID)
+	}
+	return out, next, nil
+}
+
+// AddEvent writes one event.
+func (s *Store) AddEvent(ctx context.Context, ev *Event) error {
+	return s.db.WithContext(ctx).Create(ev).Error
+}
+
+// EventFilter selects events.
+type EventFilter struct {
+	CA          string
+	Type        string
+	Principal   string
+	Since       *time.Time
+	Until       *time.Time
+	Limit       int
+	PageToken   string
+	OldestFirst bool
+}
+
+// ListEvents pages by (time, id) in the requested direction.
+func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, string, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	q := s.db.WithContext(ctx).Model(&Event{})
+	if f.CA != "" {
+		q = q.Where("ca = ?", f.CA)
+	}
+	if f.Type != "" {
+		q = q.Where("type = ?", f.Type)
+	}
+	if f.Principal != "" {
+		q = q.Where("principal = ?", f.Principal)
+	}
+	if f.Since != nil {
+		q = q.Where("time >= ?", f.Since.UTC())
+	}
+	if f.Until != nil {
+		q = q.Where("time < ?", f.Until.UTC())
+	}
+	if f.PageToken != "" {
+		cur, err := decodeCursor(f.PageToken, 2)
+		if err != nil {
+			return nil, "", err
+		}
+		t := time.Unix(0, int64(cur[0])).UTC()
+		if f.OldestFirst {
+			q = q.Where("(time > ?) OR (time = ? AND id > ?)", t, t, cur[1])
+		} else {
+			q = q.Where("(time < ?) OR (time = ? AND id < ?)", t, t, cur[1])
+		}
+	}
+	if f.OldestFirst {
+		q = q.Order("time ASC").Order("id ASC")
+	} else {
+		q = q.Order("time DESC").Order("id DESC")
+	}
+	var out []Event
+	if err := q.Limit(f.Limit + 1).Find(&out).Error; err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		next = encodeCursor(uint64(last.Time.UnixNano()), last.ID)
+	}
+	return out, next, nil
+}
+
+// UpsertCA stores the last known state of a CA.
+func (s *Store) UpsertCA(ctx context.Context, ca *CertificateAuthority) error {
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{UpdateAll: true}).Create(ca).Error
+}
+
+// ListCAs returns every stored CA.
+func (s *Store) ListCAs(ctx context.Context) ([]CertificateAuthority, error) {
+	var out []CertificateAuthority
+	err := s.db.WithContext(ctx).Order("name").Find(&out).Error
+	return out, err
+}
