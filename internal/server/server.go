@@ -46,6 +46,12 @@ type Server struct {
 	Token   string // bootstrap admin token ("" when disabled)
 	// Routes lets optional features add handlers before the server starts.
 	Routes []func(a *api.API, mux *http.ServeMux)
+	// OnStart runs after the CA cache is filled and before the listener
+	// accepts; OnShutdown runs after in-flight requests finished, before the
+	// database closes. Features (public CRL/OCSP listener, reconciliation)
+	// hook in here.
+	OnStart    []func(ctx context.Context) error
+	OnShutdown []func(ctx context.Context) error
 
 	tlsCert  atomic.Pointer[tls.Certificate]
 	renewMu  sync.Mutex
@@ -110,8 +116,19 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 			s.CAs.Ready,
 		}}
 	s.API.SetDraining(s.draining.Load)
+	for _, f := range features {
+		if err := f(ctx, s); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// features are optional parts of certgate (revocation, istio, …) that wire
+// themselves in from their own file in this package, each with an init that
+// appends here, so adding one touches no shared code.
+var features []func(ctx context.Context, s *Server) error
 
 func (s *Server) buildBackend(ctx context.Context, o Options) error {
 	if o.Backend != nil {
@@ -206,6 +223,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.renewServerCert(ctx); err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
+	for _, f := range s.OnStart {
+		if err := f(ctx); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", s.Cfg.Listen)
 	if err != nil {
 		return err
@@ -248,6 +270,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.httpSrv != nil {
 		err = s.httpSrv.Shutdown(ctx)
 		<-s.done
+	}
+	for _, f := range s.OnShutdown {
+		if ferr := f(ctx); err == nil {
+			err = ferr
+		}
 	}
 	if s.cancel != nil {
 		s.cancel()
