@@ -323,12 +323,19 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 		}
 		sreq.CSR = der
 	}
-	// The signing context survives a client that hangs up: once the CA is
-	// asked, we finish and record, or a certificate could exist unrecorded.
+	// Signing follows the request's context (a client that hangs up stops
+	// the PCA polling at once); recording does not, so what the CA signed is
+	// always written down.
 	signCtx := context.WithoutCancel(ctx)
-	out, signErr := s.Backend.Sign(signCtx, sreq)
+	out, signErr := s.Backend.Sign(ctx, sreq)
 	if signErr == nil {
 		signErr = checkResult(out, p)
+	}
+	if errors.Is(signErr, ca.ErrOutcomeUnknown) {
+		// The CA may still issue: the row stays pending (with its ARN when
+		// known) and reconciliation finishes it, so nothing goes unrecorded.
+		s.Log.Warn("issuance outcome unknown; left pending for reconciliation", zap.Uint64("row", row.ID), zap.Error(signErr))
+		return nil, signErr
 	}
 	if signErr != nil {
 		row.Status, row.FailureReason = store.StatusFailed, encodeFailure(signErr)
