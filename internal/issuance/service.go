@@ -301,6 +301,17 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 		k, r := c.IdempotencyKey, c.Principal
 		row.IdempotencyKey, row.IdemRequester = &k, &r
 	}
+	var csrDER []byte
+	if needsCSR(s.Backend) {
+		if csrDER = p.csrDER; csrDER == nil {
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: p.names.CommonName}}, p.priv)
+			if err != nil {
+				return nil, err
+			}
+			csrDER = der
+		}
+		row.CSR = csrDER
+	}
 	if err := s.Store.CreatePending(ctx, row); err != nil {
 		if errors.Is(err, store.ErrConflict) && c.IdempotencyKey != "" {
 			// Another request with the same key won the race.
@@ -310,18 +321,11 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	}
 	row.IdempotencyToken = idempotencyToken(c.Principal, row.ID, c.IdempotencyKey, p.reqHash)
 	sreq := &ca.SignRequest{
-		Profile: p.profile, CA: p.profile.CA, PublicKey: p.pub, CSR: p.csrDER,
+		Profile: p.profile, CA: p.profile.CA, PublicKey: p.pub, CSR: csrDER,
 		Subject:  pkix.Name{CommonName: p.names.CommonName},
 		DNSNames: p.names.DNS, IPs: p.names.IPs, URIs: p.names.URIs, Emails: p.names.Emails,
 		NotBefore: notBefore, NotAfter: notAfter, Serial: serial, IdempotencyToken: row.IdempotencyToken,
 		OnSubmitted: func(ctx context.Context, arn string) error { return s.Store.SetARN(ctx, row.ID, arn) },
-	}
-	if p.csrDER == nil && p.priv != nil && needsCSR(s.Backend) {
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: sreq.Subject}, p.priv)
-		if err != nil {
-			return nil, err
-		}
-		sreq.CSR = der
 	}
 	// Signing follows the request's context (a client that hangs up stops
 	// the PCA polling at once); recording does not, so what the CA signed is

@@ -57,6 +57,10 @@ type Certificate struct {
 	IdempotencyKey   *string `gorm:"size:255;uniqueIndex:idx_cert_idem,priority:2"`
 	IdemRequester    *string `gorm:"size:128;uniqueIndex:idx_cert_idem,priority:1"`
 	RequestHash      string  `gorm:"size:64"`
+	// CSR (DER) is kept for backends that sign asynchronously (PCA), so
+	// reconciliation can repeat IssueCertificate with the same idempotency
+	// token after a crash. It is public material.
+	CSR []byte
 	IdempotencyToken string  `gorm:"size:64"`
 	RequestID        string  `gorm:"size:64"`
 	RevokedAt        *time.Time
