@@ -214,6 +214,7 @@ func overHTTP(ctx context.Context, c *client.Client, o Options, pool []work) (fu
 	if !roots.AppendCertsFromPEM(rootPEM) {
 		return nil, errors.New("the trust bundle holds no certificate")
 	}
+	anchors := &anchorCache{roots: roots}
 	return func(ctx context.Context, i int) error {
 		req := issuance.Request{Profile: o.Profile}
 		var w work
@@ -228,12 +229,12 @@ func overHTTP(ctx context.Context, c *client.Client, o Options, pool []work) (fu
 		if _, err := c.Do(ctx, "POST", "/v1/certificates", req, &res, nil); err != nil {
 			return err
 		}
-		return check(&res, w.pub, roots)
+		return check(&res, w.pub, anchors)
 	}, nil
 }
 
 // check parses the leaf, matches its key and verifies it to the root.
-func check(res *issuance.Result, pub crypto.PublicKey, roots *x509.CertPool) error {
+func check(res *issuance.Result, pub crypto.PublicKey, anchors *anchorCache) error {
 	b, _ := pem.Decode([]byte(res.Certificate))
 	if b == nil {
 		return errors.New("no certificate PEM in the response")
@@ -256,12 +257,57 @@ func check(res *issuance.Result, pub crypto.PublicKey, roots *x509.CertPool) err
 	if !ca.PublicKeysEqual(leaf.PublicKey, pub) {
 		return errors.New("the certificate's key is not the request's")
 	}
-	inter := x509.NewCertPool()
-	inter.AppendCertsFromPEM([]byte(res.Chain))
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	anchor, err := anchors.forChain(res.Chain)
+	if err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: anchor, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return fmt.Errorf("chain: %w", err)
 	}
 	return nil
+}
+
+// anchorCache verifies each distinct chain to the root once and then trusts
+// its first certificate (the issuer) as the anchor for leaves: every leaf
+// still chains to the root, but the load generator does not re-verify the
+// same intermediate thousands of times on the machine it is measuring.
+type anchorCache struct {
+	roots *x509.CertPool
+	m     sync.Map // chain PEM → *x509.CertPool
+}
+
+func (a *anchorCache) forChain(chainPEM string) (*x509.CertPool, error) {
+	if v, ok := a.m.Load(chainPEM); ok {
+		return v.(*x509.CertPool), nil
+	}
+	var certs []*x509.Certificate
+	rest := []byte(chainPEM)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return a.roots, nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(certs[0])
+	a.m.Store(chainPEM, pool)
+	return pool, nil
 }
 
 // inProcess is the ceiling: the same CSR checks and x509.CreateCertificate

@@ -33,6 +33,11 @@ type localCA struct {
 	cert  *x509.Certificate
 	key   crypto.Signer
 	chain []*x509.Certificate // issuers of cert up to and including the root
+	// anchor holds only this CA's certificate. Its own chain to the root is
+	// verified once at load, so each leaf is verified with x509.Verify
+	// against it: the leaf's signature, validity and EKU every time, without
+	// re-verifying the (P-384) root signature on every issuance.
+	anchor *x509.CertPool
 }
 
 var _ Backend = (*Local)(nil)
@@ -80,8 +85,12 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 		if err := Verify(c.cert, nil, root.cert, c.cert.NotBefore.Add(time.Second), nil); err != nil {
 			return nil, fmt.Errorf("local CA %s does not chain to the local root: %w", name, err)
 		}
+		c.anchor = x509.NewCertPool()
+		c.anchor.AddCert(c.cert)
 		l.cas[name] = c
 	}
+	root.anchor = x509.NewCertPool()
+	root.anchor.AddCert(root.cert)
 	return l, nil
 }
 
@@ -296,7 +305,11 @@ func (l *Local) Sign(_ context.Context, req *SignRequest) (*SignResult, error) {
 	if issuer != l.root {
 		chain = append([]*x509.Certificate{issuer.cert}, issuer.chain[:len(issuer.chain)-1]...)
 	}
-	if err := Verify(leaf, chain, l.root.cert, leaf.NotBefore.Add(time.Second), p.ExtKeyUsage); err != nil {
+	usages := p.ExtKeyUsage
+	if len(usages) == 0 {
+		usages = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: issuer.anchor, CurrentTime: leaf.NotBefore.Add(time.Second), KeyUsages: usages}); err != nil {
 		return nil, fmt.Errorf("local CA %s: issued certificate does not verify: %w", req.CA, err)
 	}
 	return &SignResult{Leaf: leaf, Chain: chain, Root: l.root.cert}, nil

@@ -26,6 +26,9 @@ type Config struct {
 	Listen       string   `yaml:"listen"`
 	ServerNames  []string `yaml:"server_names"`
 	PublicListen string   `yaml:"public_listen"`
+	// DebugListen, when set, serves net/http/pprof in plain HTTP (keep it on
+	// loopback).
+	DebugListen string `yaml:"debug_listen"`
 	// PublicURL is the base URL relying parties use for CRL and OCSP; when
 	// set, local-CA certificates carry CRL Distribution Point and AIA OCSP.
 	PublicURL  string   `yaml:"public_url"`
@@ -41,7 +44,16 @@ type Config struct {
 	Auth          Auth     `yaml:"auth"`
 	Log           Log      `yaml:"log"`
 	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout Duration  `yaml:"shutdown_timeout"`
+	Reconcile       Reconcile `yaml:"reconcile"`
+}
+
+// Reconcile schedules the pass that finishes pending rows left by a crash.
+type Reconcile struct {
+	Interval Duration `yaml:"interval"`
+	// MinAge keeps the pass away from rows a live request is still working
+	// on; it should exceed aws_pca.issue_timeout.
+	MinAge Duration `yaml:"min_age"`
 }
 
 type Database struct {
@@ -103,6 +115,7 @@ func Default() *Config {
 		CAExpiryWarning: Duration(30 * 24 * time.Hour),
 		IstioValidity:   Duration(365 * 24 * time.Hour),
 		ShutdownTimeout: Duration(30 * time.Second),
+		Reconcile:       Reconcile{Interval: Duration(time.Minute), MinAge: Duration(45 * time.Second)},
 		AWSPCA: AWSPCA{
 			Region:        "us-east-1",
 			MaxRetries:    3,
@@ -111,7 +124,7 @@ func Default() *Config {
 			IssueTimeout:  Duration(30 * time.Second),
 			RateLimits:    map[string]float64{"IssueCertificate": 25, "GetCertificate": 75},
 		},
-		Auth: Auth{BootstrapAdmin: true, RateLimit: 100, RateLimitBurst: 200},
+		Auth: Auth{BootstrapAdmin: true},
 		Log:  Log{Level: "info", Format: "json"},
 	}
 }

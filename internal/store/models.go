@@ -54,15 +54,15 @@ type Certificate struct {
 	Fingerprint  string    `gorm:"size:64"` // SHA-256 of the DER, hex
 	Requester    string    `gorm:"size:128;not null;index:idx_cert_requester_id,priority:1"`
 	// IdempotencyKey is unique per requester; NULLs do not collide.
-	IdempotencyKey   *string `gorm:"size:255;uniqueIndex:idx_cert_idem,priority:2"`
-	IdemRequester    *string `gorm:"size:128;uniqueIndex:idx_cert_idem,priority:1"`
-	RequestHash      string  `gorm:"size:64"`
+	IdempotencyKey *string `gorm:"size:255;uniqueIndex:idx_cert_idem,priority:2"`
+	IdemRequester  *string `gorm:"size:128;uniqueIndex:idx_cert_idem,priority:1"`
+	RequestHash    string  `gorm:"size:64"`
 	// CSR (DER) is kept for backends that sign asynchronously (PCA), so
 	// reconciliation can repeat IssueCertificate with the same idempotency
 	// token after a crash. It is public material.
-	CSR []byte
-	IdempotencyToken string  `gorm:"size:64"`
-	RequestID        string  `gorm:"size:64"`
+	CSR              []byte
+	IdempotencyToken string `gorm:"size:64"`
+	RequestID        string `gorm:"size:64"`
 	RevokedAt        *time.Time
 	RevocationReason string `gorm:"size:32"`
 	FailureReason    string `gorm:"type:text"`

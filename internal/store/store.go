@@ -28,7 +28,9 @@ var ErrConflict = errors.New("conflict")
 
 // Store is safe for concurrent use.
 type Store struct {
-	db     *gorm.DB
+	db     *gorm.DB // reads (and, on PostgreSQL, everything else)
+	wdb    *gorm.DB // the writer's connection
+	w      *writer
 	driver string
 }
 
@@ -72,22 +74,35 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			// writer contention into a short wait instead of SQLITE_BUSY.
 			dsn = "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 		}
-		db, err = gorm.Open(sqlite.Open(dsn), gcfg)
+		wdb, err := gorm.Open(sqlite.Open(dsn), gcfg)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
-		sqlDB, err := db.DB()
+		wsql, err := wdb.DB()
 		if err != nil {
 			return nil, err
 		}
-		// One writer at a time is all SQLite allows; a single connection
-		// queues writers in Go instead of spinning on the file lock.
-		sqlDB.SetMaxOpenConns(1)
-		sqlDB.SetConnMaxLifetime(0)
+		// One writer at a time is all SQLite allows: writes go through one
+		// connection (fed by the group-commit writer), reads through a small
+		// pool beside it, which WAL lets run while the writer writes.
+		wsql.SetMaxOpenConns(1)
+		wsql.SetConnMaxLifetime(0)
 		if path != ":memory:" {
 			_ = os.Chmod(path, 0o600)
+			if db, err = gorm.Open(sqlite.Open(dsn), gcfg); err != nil {
+				return nil, fmt.Errorf("open sqlite: %w", err)
+			}
+			rsql, err := db.DB()
+			if err != nil {
+				return nil, err
+			}
+			rsql.SetMaxOpenConns(4)
+			rsql.SetMaxIdleConns(4)
+		} else {
+			db = wdb
 		}
-		o.Driver = "sqlite"
+		s := &Store{db: db, wdb: wdb, driver: "sqlite"}
+		return s.start(ctx)
 	case "postgres":
 		db, err = gorm.Open(postgres.Open(o.DSN), gcfg)
 		if err != nil {
@@ -107,16 +122,21 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("unknown database driver %q", o.Driver)
 	}
-	s := &Store{db: db, driver: o.Driver}
+	s := &Store{db: db, wdb: db, driver: o.Driver}
+	return s.start(ctx)
+}
+
+func (s *Store) start(ctx context.Context) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
+	s.w = newWriter(s.wdb)
 	return s, nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if err := s.db.WithContext(ctx).AutoMigrate(&CertificateAuthority{}, &Certificate{}, &Event{}); err != nil {
+	if err := s.wdb.WithContext(ctx).AutoMigrate(&CertificateAuthority{}, &Certificate{}, &Event{}); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
@@ -137,13 +157,21 @@ func (s *Store) Ping(ctx context.Context) error {
 	return sqlDB.PingContext(ctx)
 }
 
-// Close closes the pool.
+// Close stops the writer and closes the pools.
 func (s *Store) Close() error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
+	if s.w != nil {
+		s.w.close()
 	}
-	return sqlDB.Close()
+	var errs []error
+	for _, g := range []*gorm.DB{s.wdb, s.db} {
+		if sqlDB, err := g.DB(); err == nil {
+			errs = append(errs, sqlDB.Close())
+		}
+		if s.wdb == s.db {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func isUniqueViolation(err error) bool {
@@ -160,7 +188,7 @@ func isUniqueViolation(err error) bool {
 // CreatePending commits the row before the CA is asked (write-before-sign).
 func (s *Store) CreatePending(ctx context.Context, c *Certificate) error {
 	c.Status = StatusPending
-	err := s.db.WithContext(ctx).Create(c).Error
+	err := s.w.do(ctx, func(tx *gorm.DB) error { return tx.Create(c).Error })
 	if isUniqueViolation(err) {
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}
@@ -170,13 +198,15 @@ func (s *Store) CreatePending(ctx context.Context, c *Certificate) error {
 // SetARN records the PCA certificate ARN the moment IssueCertificate returns,
 // so a crash before GetCertificate still leaves a way to finish the row.
 func (s *Store) SetARN(ctx context.Context, id uint64, arn string) error {
-	return s.db.WithContext(ctx).Model(&Certificate{}).Where("id = ?", id).Update("arn", arn).Error
+	return s.w.do(ctx, func(tx *gorm.DB) error {
+		return tx.Model(&Certificate{}).Where("id = ?", id).Update("arn", arn).Error
+	})
 }
 
 // Finish moves a pending row to issued or failed and writes its event in the
 // same transaction, so a certificate and its audit record exist together.
 func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.w.do(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&Certificate{}).Where("id = ? AND status = ?", c.ID, StatusPending).Updates(map[string]any{
 			"serial": c.Serial, "status": c.Status, "not_before": c.NotBefore, "not_after": c.NotAfter,
 			"pem": c.PEM, "arn": c.ARN, "fingerprint": c.Fingerprint, "failure_reason": c.FailureReason,
@@ -240,7 +270,7 @@ func (s *Store) ListPending(ctx context.Context, olderThan time.Time, limit int)
 // changes nothing.
 func (s *Store) Revoke(ctx context.Context, serial, reason string, at time.Time, ev *Event) (*Certificate, error) {
 	var out *Certificate
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.w.do(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&Certificate{}).Where("serial = ? AND status = ?", serial, StatusIssued).Updates(map[string]any{
 			"status": StatusRevoked, "revoked_at": at.UTC(), "revocation_reason": reason, "updated_at": tx.NowFunc(),
 		})
@@ -354,7 +384,7 @@ func (s *Store) ListCertificates(ctx context.Context, f CertFilter) ([]Certifica
 
 // AddEvent writes one event.
 func (s *Store) AddEvent(ctx context.Context, ev *Event) error {
-	return s.db.WithContext(ctx).Create(ev).Error
+	return s.w.do(ctx, func(tx *gorm.DB) error { return tx.Create(ev).Error })
 }
 
 // EventFilter selects events.
@@ -422,7 +452,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, string,
 
 // UpsertCA stores the last known state of a CA.
 func (s *Store) UpsertCA(ctx context.Context, ca *CertificateAuthority) error {
-	return s.db.WithContext(ctx).Clauses(clause.OnConflict{UpdateAll: true}).Create(ca).Error
+	return s.w.do(ctx, func(tx *gorm.DB) error { return tx.Clauses(clause.OnConflict{UpdateAll: true}).Create(ca).Error })
 }
 
 // ListCAs returns every stored CA.
