@@ -76,11 +76,31 @@ func (a *API) Handler() http.Handler {
 	if a.Extra != nil {
 		a.Extra(mux)
 	}
-	// Everything else gets the documented error body, not Go's plain text.
-	mux.Handle("/", a.wrap("unmatched", func(w http.ResponseWriter, r *http.Request) {
+	// Unmatched paths and methods get the documented error body (404, or
+	// 405 with Allow), not Go's plain text.
+	unmatched := a.wrap("unmatched", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			a.writeError(w, r, apierror.New(http.StatusMethodNotAllowed, apierror.CodeMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		a.writeError(w, r, apierror.NotFound("no route for %s %s", r.Method, r.URL.Path))
-	}))
-	return mux
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			unmatched.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // Authed exposes the authentication wrapper to route-adding packages.

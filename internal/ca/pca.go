@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -372,6 +375,11 @@ func (p *PCAClient) Sign(ctx context.Context, req *SignRequest) (*SignResult, er
 		return nil, err
 	}
 	tmpl := p.templateARN(req.Profile, arn)
+	// A template whose usages are known to differ from the profile would
+	// mint (and bill) a certificate certgate must refuse: stop before asking.
+	if err := checkTemplate(req.Profile, tmpl); err != nil {
+		return nil, err
+	}
 	in := &acmpca.IssueCertificateInput{
 		CertificateAuthorityArn: aws.String(arn),
 		Csr:                     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: req.CSR}),
@@ -383,10 +391,9 @@ func (p *PCAClient) Sign(ctx context.Context, req *SignRequest) (*SignResult, er
 		ValidityNotBefore: &types.Validity{Type: types.ValidityPeriodTypeAbsolute, Value: aws.Int64(req.NotBefore.Unix())},
 		IdempotencyToken:  aws.String(req.IdempotencyToken),
 	}
-	if strings.Contains(tmpl, "APIPassthrough") || strings.Contains(tmpl, "APICSRPassthrough") {
+	if apiPassthrough(tmpl) {
 		in.ApiPassthrough = passthrough(req)
 	}
-	submitted := time.Now()
 	out, err := p.api.IssueCertificate(ctx, in)
 	p.count(OpIssueCertificate, err)
 	if err != nil {
@@ -398,6 +405,10 @@ func (p *PCAClient) Sign(ctx context.Context, req *SignRequest) (*SignResult, er
 		}
 		return nil, ce
 	}
+	// Issuance delays are timed from here, when PCA has accepted the
+	// request: time spent queueing for the rate budget or in retries before
+	// it is no part of how long the CA takes.
+	accepted := time.Now()
 	certARN := aws.ToString(out.CertificateArn)
 	p.log.Info("pca certificate requested", zap.String("ca", req.CA), zap.String("certificate_arn", certARN),
 		zap.String("template", tmpl), zap.String("request_id", requestID(out.ResultMetadata)))
@@ -406,13 +417,22 @@ func (p *PCAClient) Sign(ctx context.Context, req *SignRequest) (*SignResult, er
 			p.log.Error("recording certificate ARN", zap.String("certificate_arn", certARN), zap.Error(err))
 		}
 	}
-	leafPEM, chainPEM, err := p.waitIssued(ctx, arn, certARN, submitted)
+	leafPEM, chainPEM, err := p.waitIssued(ctx, arn, certARN, accepted)
 	if err != nil {
+		if isCode(err, "RequestFailedException") {
+			// PCA says the issuance failed for good: nothing was issued,
+			// so there is nothing left to reconcile.
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	leaf, chain, err := ParsePCAChain(leafPEM, chainPEM, root)
 	if err != nil {
 		return nil, apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "PCA returned a certificate chain that does not verify: %v", err).WithCause(err)
+	}
+	if err := checkLeaf(req, leaf, tmpl); err != nil {
+		p.log.Error("pca certificate refused", zap.String("certificate_arn", certARN), zap.String("template", tmpl), zap.Error(err))
+		return nil, err
 	}
 	return &SignResult{Leaf: leaf, Chain: chain, Root: root, ARN: certARN}, nil
 }
@@ -436,16 +456,24 @@ func (p *PCAClient) Fetch(ctx context.Context, caName, certARN string) (*SignRes
 	return &SignResult{Leaf: leaf, Chain: chain, Root: root, ARN: certARN}, nil
 }
 
-// waitIssued polls GetCertificate. The first poll comes when this CA has
-// lately taken to issue; later polls follow in tens of milliseconds, growing,
-// so a 300 ms issuance costs about one or two polls, not the SDK waiter's
-// one-second minimum.
-func (p *PCAClient) waitIssued(ctx context.Context, caARN, certARN string, submitted time.Time) (string, string, error) {
+// Polling: the first GetCertificate goes out when this CA has lately been
+// ready (a low percentile of its recent issuance delays), then every
+// pollStep, growing by half each time up to maxPollStep.
+const (
+	pollStep     = 25 * time.Millisecond
+	maxPollStep  = time.Second
+	initialDelay = 50 * time.Millisecond // before anything was observed
+)
+
+// waitIssued polls GetCertificate until the certificate exists. accepted is
+// when IssueCertificate returned. A 300 ms issuance costs one or two polls
+// and about one step of latency, not the SDK waiter's one-second minimum.
+func (p *PCAClient) waitIssued(ctx context.Context, caARN, certARN string, accepted time.Time) (string, string, error) {
 	est := p.estimate(caARN)
-	wait := est.first()
-	step := 25 * time.Millisecond
+	step := pollStep
 	polls := 0
-	timer := time.NewTimer(time.Until(submitted.Add(wait)))
+	var lastMiss time.Duration = -1
+	timer := time.NewTimer(time.Until(accepted.Add(est.first())))
 	defer timer.Stop()
 	for {
 		select {
@@ -454,20 +482,22 @@ func (p *PCAClient) waitIssued(ctx context.Context, caARN, certARN string, submi
 		case <-timer.C:
 		}
 		polls++
+		sent := time.Since(accepted)
 		out, err := p.api.GetCertificate(ctx, &acmpca.GetCertificateInput{CertificateAuthorityArn: aws.String(caARN), CertificateArn: aws.String(certARN)})
 		var inProgress *types.RequestInProgressException
 		switch {
 		case err == nil:
 			p.count(OpGetCertificate, nil)
-			est.observe(time.Since(submitted), polls)
+			est.observe(lastMiss, sent)
 			if p.metrics != nil {
 				p.metrics.PCAPolls.Observe(float64(polls))
 			}
 			return aws.ToString(out.Certificate), aws.ToString(out.CertificateChain), nil
 		case errors.As(err, &inProgress):
 			p.count(OpGetCertificate, nil)
+			lastMiss = sent
 			timer.Reset(step)
-			step = min(step*3/2, time.Second)
+			step = min(step*3/2, maxPollStep)
 		default:
 			p.count(OpGetCertificate, err)
 			return "", "", p.classify(err, OpGetCertificate, caARN, "")
@@ -486,37 +516,52 @@ func (p *PCAClient) estimate(caARN string) *delayEstimate {
 	return e
 }
 
-// delayEstimate learns how long a CA takes to issue. It tracks a low
-// estimate: a first poll that succeeds pulls it down (the certificate may
-// have been ready earlier), a miss pushes it towards the observed time.
+// delayEstimate learns how long a CA takes to issue, counted from the
+// moment IssueCertificate returned. A wait whose first poll missed brackets
+// the delay between the last miss and the hit, and records the middle. A
+// wait whose first poll hit only bounds it from above, so it records an
+// eighth (at least one step) earlier — that keeps probing downwards, so a
+// CA that gets faster is followed within a few dozen issuances. The first
+// poll goes out at the 25th percentile of the last 32 samples: about a
+// quarter of waits then find the certificate at once, the rest one step
+// later, so a wait costs about 1.75 polls and a miss one pollStep.
 type delayEstimate struct {
-	mu  sync.Mutex
-	est time.Duration
+	mu      sync.Mutex
+	samples [delayWindow]time.Duration
+	n       int // samples recorded so far (the ring holds the last delayWindow)
 }
+
+const (
+	delayWindow     = 32
+	delayPercentile = 25
+)
 
 func (d *delayEstimate) first() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.est == 0 {
-		return 50 * time.Millisecond
+	n := min(d.n, delayWindow)
+	if n == 0 {
+		return initialDelay
 	}
-	return d.est
+	s := make([]time.Duration, n)
+	copy(s, d.samples[:n])
+	slices.Sort(s)
+	return s[(n-1)*delayPercentile/100]
 }
 
-func (d *delayEstimate) observe(took time.Duration, polls int) {
+// observe records one wait: lastMiss is when the last poll that found the
+// certificate still in progress was sent (-1 if none), hit when the
+// successful one was.
+func (d *delayEstimate) observe(lastMiss, hit time.Duration) {
+	sample := hit - max(pollStep, hit/8)
+	if lastMiss >= 0 {
+		sample = lastMiss + (hit-lastMiss)/2
+	}
+	sample = max(sample, 0)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.est == 0 {
-		d.est = took
-		return
-	}
-	if polls == 1 {
-		// Ready at the first look: probe a little earlier next time.
-		d.est = d.est * 95 / 100
-	} else {
-		d.est = (d.est*3 + took) / 4
-	}
-	d.est = max(d.est, 10*time.Millisecond)
+	d.samples[d.n%delayWindow] = sample
+	d.n++
 }
 
 // ParsePCAChain parses GetCertificate's Certificate and CertificateChain,
@@ -681,4 +726,197 @@ func (p *PCAClient) count(op string, err error) {
 func requestID(md smithymw.Metadata) string {
 	id, _ := awsmiddleware.GetRequestIDMetadata(md)
 	return id
+}
+
+// apiPassthrough reports whether a template reads ApiPassthrough.
+func apiPassthrough(tmplARN string) bool {
+	return strings.Contains(tmplARN, "_APIPassthrough") || strings.Contains(tmplARN, "_APICSRPassthrough")
+}
+
+// templateUsage is what a PCA template puts into a certificate.
+type templateUsage struct {
+	ku      x509.KeyUsage
+	eku     []x509.ExtKeyUsage
+	isCA    bool
+	pathLen int
+	// fromAPI: key usage and EKU come from ApiPassthrough (a Blank…
+	// template read with ApiPassthrough), so they are the profile's.
+	fromAPI bool
+}
+
+var endEntityTemplates = map[string]templateUsage{
+	"EndEntityCertificate":           {ku: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}},
+	"EndEntityClientAuthCertificate": {ku: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+	"EndEntityServerAuthCertificate": {ku: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+	"CodeSigningCertificate":         {ku: x509.KeyUsageDigitalSignature, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}},
+	"OCSPSigningCertificate":         {ku: x509.KeyUsageDigitalSignature, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}},
+}
+
+// knownTemplate returns what an AWS-defined V1 template issues, as AWS
+// documents it; ok is false for templates whose usages come from the CSR
+// and for names it does not know (those are checked on the certificate).
+func knownTemplate(tmplARN string) (templateUsage, bool) {
+	_, name, found := strings.Cut(tmplARN, ":template/")
+	if !found {
+		return templateUsage{}, false
+	}
+	name, ok := strings.CutSuffix(name, "/V1")
+	if !ok {
+		return templateUsage{}, false
+	}
+	base, variant := name, ""
+	for _, suf := range []string{"_APICSRPassthrough", "_APIPassthrough", "_CSRPassthrough"} {
+		if b, ok := strings.CutSuffix(name, suf); ok {
+			base, variant = b, suf
+			break
+		}
+	}
+	pathLen := func(prefix string) (int, bool) {
+		d, ok := strings.CutPrefix(base, prefix)
+		if !ok || len(d) != 1 || d[0] < '0' || d[0] > '3' {
+			return 0, false
+		}
+		return int(d[0] - '0'), true
+	}
+	fromAPI := variant == "_APIPassthrough" || variant == "_APICSRPassthrough"
+	switch {
+	case endEntityTemplates[base].ku != 0:
+		return endEntityTemplates[base], true
+	case base == "BlankEndEntityCertificate" && fromAPI:
+		return templateUsage{fromAPI: true}, true
+	}
+	if n, ok := pathLen("SubordinateCACertificate_PathLen"); ok {
+		return templateUsage{ku: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign | x509.KeyUsageCRLSign, isCA: true, pathLen: n}, true
+	}
+	if n, ok := pathLen("BlankSubordinateCACertificate_PathLen"); ok && fromAPI {
+		return templateUsage{isCA: true, pathLen: n, fromAPI: true}, true
+	}
+	return templateUsage{}, false
+}
+
+// checkTemplate refuses, before anything is issued, a template known to
+// give certificates other usages than the profile's.
+func checkTemplate(prof *Profile, tmplARN string) error {
+	u, ok := knownTemplate(tmplARN)
+	if !ok {
+		return nil
+	}
+	switch {
+	case u.isCA != prof.IsCA:
+		what := "an end-entity"
+		if u.isCA {
+			what = "a CA"
+		}
+		return templateError(prof, tmplARN, fmt.Sprintf("issues %s certificate", what))
+	case u.isCA && u.pathLen != prof.MaxPathLen:
+		return templateError(prof, tmplARN, fmt.Sprintf("sets path length %d, the profile %d", u.pathLen, prof.MaxPathLen))
+	case u.fromAPI:
+		return nil
+	case !UsagesMatch(prof, u.ku, u.eku, nil):
+		return templateError(prof, tmplARN, fmt.Sprintf("sets key usage %s and EKU %s", keyUsageNames(u.ku), ExtKeyUsageNames(u.eku)))
+	}
+	return nil
+}
+
+func templateError(prof *Profile, tmplARN, what string) error {
+	suggest := defaultLeafTemplate
+	if prof.IsCA {
+		suggest = fmt.Sprintf("SubordinateCACertificate_PathLen%d/V1", prof.MaxPathLen)
+	}
+	return apierror.New(http.StatusBadGateway, apierror.CodeUpstream,
+		"the AWS Private CA template %s %s, but profile %s needs exactly key usage %s and EKU %s: set aws_pca.templates.%s to %s or another template with exactly these usages",
+		tmplARN, what, prof.Name, keyUsageNames(prof.KeyUsage), ExtKeyUsageNames(prof.ExtKeyUsage), prof.Name, suggest)
+}
+
+// UsagesMatch reports whether a certificate's key usage and extended key
+// usages are exactly the profile's: the same key usage bits, the same set of
+// EKUs in any order, and no EKU outside the known ones.
+func UsagesMatch(prof *Profile, ku x509.KeyUsage, eku []x509.ExtKeyUsage, unknownEKU []asn1.ObjectIdentifier) bool {
+	if ku != prof.KeyUsage || len(unknownEKU) != 0 {
+		return false
+	}
+	for _, e := range eku {
+		if !slices.Contains(prof.ExtKeyUsage, e) {
+			return false
+		}
+	}
+	for _, e := range prof.ExtKeyUsage {
+		if !slices.Contains(eku, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkLeaf refuses a certificate that is not what was asked for: another
+// key, other usages, other names, a CA flag or a span the request did not
+// ask for. With a Blank…_APIPassthrough template this never fires; it
+// catches templates certgate does not know and CSR-passthrough surprises.
+func checkLeaf(req *SignRequest, leaf *x509.Certificate, tmplARN string) error {
+	prof := req.Profile
+	bad := func(format string, args ...any) error {
+		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream,
+			"AWS Private CA returned a certificate that does not match the request (%s, template %s): %s",
+			prof.Name, tmplARN, fmt.Sprintf(format, args...))
+	}
+	if req.PublicKey != nil && !PublicKeysEqual(leaf.PublicKey, req.PublicKey) {
+		return bad("it certifies another public key")
+	}
+	if !UsagesMatch(prof, leaf.KeyUsage, leaf.ExtKeyUsage, leaf.UnknownExtKeyUsage) {
+		return bad("key usage %s and EKU %s (+%d unknown), the profile wants exactly %s and %s",
+			keyUsageNames(leaf.KeyUsage), ExtKeyUsageNames(leaf.ExtKeyUsage), len(leaf.UnknownExtKeyUsage),
+			keyUsageNames(prof.KeyUsage), ExtKeyUsageNames(prof.ExtKeyUsage))
+	}
+	if leaf.IsCA != prof.IsCA {
+		return bad("basic constraints CA:%v, the profile wants CA:%v", leaf.IsCA, prof.IsCA)
+	}
+	if span, want := leaf.NotAfter.Sub(leaf.NotBefore), req.NotAfter.Sub(req.NotBefore); span > want+time.Second || span > prof.MaxValidity {
+		return bad("valid for %s, more than the %s requested", span, want)
+	}
+	if prof.IsCA {
+		return nil
+	}
+	if got, want := sanSet(leaf.DNSNames, leaf.IPAddresses, leaf.URIs, leaf.EmailAddresses), sanSet(req.DNSNames, req.IPs, req.URIs, req.Emails); !slices.Equal(got, want) {
+		return bad("subject alternative names %q, requested %q (a template without APIPassthrough takes the names from the CSR)", got, want)
+	}
+	return nil
+}
+
+// sanSet renders names comparably: typed, normalised, sorted, deduplicated.
+func sanSet(dns []string, ips []net.IP, uris []*url.URL, emails []string) []string {
+	var out []string
+	for _, d := range dns {
+		out = append(out, "dns:"+strings.TrimSuffix(strings.ToLower(d), "."))
+	}
+	for _, ip := range ips {
+		out = append(out, "ip:"+ip.String())
+	}
+	for _, u := range uris {
+		out = append(out, "uri:"+u.String())
+	}
+	for _, e := range emails {
+		out = append(out, "email:"+strings.ToLower(e))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// keyUsageNames renders key usage bits for messages.
+func keyUsageNames(ku x509.KeyUsage) []string {
+	names := []struct {
+		bit  x509.KeyUsage
+		name string
+	}{
+		{x509.KeyUsageDigitalSignature, "digitalSignature"}, {x509.KeyUsageContentCommitment, "nonRepudiation"},
+		{x509.KeyUsageKeyEncipherment, "keyEncipherment"}, {x509.KeyUsageDataEncipherment, "dataEncipherment"},
+		{x509.KeyUsageKeyAgreement, "keyAgreement"}, {x509.KeyUsageCertSign, "keyCertSign"},
+		{x509.KeyUsageCRLSign, "cRLSign"}, {x509.KeyUsageEncipherOnly, "encipherOnly"}, {x509.KeyUsageDecipherOnly, "decipherOnly"},
+	}
+	out := []string{}
+	for _, n := range names {
+		if ku&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return out
 }

@@ -13,7 +13,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -304,7 +303,7 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	var csrDER []byte
 	if needsCSR(s.Backend) {
 		if csrDER = p.csrDER; csrDER == nil {
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: p.names.CommonName}}, p.priv)
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: p.subject()}, p.priv)
 			if err != nil {
 				return nil, err
 			}
@@ -322,7 +321,7 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	row.IdempotencyToken = idempotencyToken(c.Principal, row.ID, c.IdempotencyKey, p.reqHash)
 	sreq := &ca.SignRequest{
 		Profile: p.profile, CA: p.profile.CA, PublicKey: p.pub, CSR: csrDER,
-		Subject:  pkix.Name{CommonName: p.names.CommonName},
+		Subject:  p.subject(),
 		DNSNames: p.names.DNS, IPs: p.names.IPs, URIs: p.names.URIs, Emails: p.names.Emails,
 		NotBefore: notBefore, NotAfter: notAfter, Serial: serial, IdempotencyToken: row.IdempotencyToken,
 		OnSubmitted: func(ctx context.Context, arn string) error { return s.Store.SetARN(ctx, row.ID, arn) },
