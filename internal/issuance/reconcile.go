@@ -78,6 +78,14 @@ func (s *Service) reconcileOne(ctx context.Context, row *store.Certificate) (str
 		}
 		return store.StatusFailed, nil
 	}
+	// The token the original request carried (derived, as there, from the
+	// row), so a resubmission finds what PCA may already have issued and
+	// the finished row records it.
+	idem := ""
+	if row.IdempotencyKey != nil {
+		idem = *row.IdempotencyKey
+	}
+	row.IdempotencyToken = idempotencyToken(row.Requester, row.ID, idem, row.RequestHash)
 	if s.Backend.Kind() == "local" {
 		return fail("the server stopped before the certificate was recorded; it was never handed out")
 	}
@@ -121,15 +129,11 @@ func (s *Service) resubmit(ctx context.Context, row *store.Certificate) (*ca.Sig
 			return nil, err
 		}
 	}
-	idem := ""
-	if row.IdempotencyKey != nil {
-		idem = *row.IdempotencyKey
-	}
 	req := &ca.SignRequest{Profile: prof, CA: row.CA, PublicKey: csr.PublicKey, CSR: row.CSR,
 		Subject:  subjectFor(prof, row),
 		DNSNames: names.DNS, IPs: names.IPs, URIs: names.URIs, Emails: names.Emails,
 		NotBefore: row.NotBefore, NotAfter: row.NotAfter,
-		IdempotencyToken: idempotencyToken(row.Requester, row.ID, idem, row.RequestHash),
+		IdempotencyToken: row.IdempotencyToken,
 		OnSubmitted:      func(ctx context.Context, arn string) error { return s.Store.SetARN(ctx, row.ID, arn) },
 	}
 	return s.Backend.Sign(ctx, req)

@@ -412,6 +412,12 @@ func checkResult(out *ca.SignResult, p *prepared) error {
 				ca.ExtKeyUsageNames(out.Leaf.ExtKeyUsage), p.profile.Name, ca.ExtKeyUsageNames(p.profile.ExtKeyUsage))
 		}
 	}
+	if out.Leaf.IsCA != p.profile.IsCA {
+		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned a certificate with CA:%v, profile %s wants CA:%v: check the template", out.Leaf.IsCA, p.profile.Name, p.profile.IsCA)
+	}
+	if p.profile.IsCA && (out.Leaf.MaxPathLen != p.profile.MaxPathLen || (p.profile.MaxPathLen == 0 && !out.Leaf.MaxPathLenZero)) {
+		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned a CA certificate with path length %d, profile %s wants %d: check the template", out.Leaf.MaxPathLen, p.profile.Name, p.profile.MaxPathLen)
+	}
 	if span := out.Leaf.NotAfter.Sub(out.Leaf.NotBefore); span > p.profile.MaxValidity {
 		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned a certificate valid for %s, more than the profile's %s", span, p.profile.MaxValidity)
 	}
