@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/certgate/certgate/internal/apierror"
 	"github.com/certgate/certgate/internal/auth"
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/store"
 )
 
 type ctxKey struct{}
@@ -165,7 +169,11 @@ func (a *API) authenticate(r *http.Request) (*auth.Principal, error) {
 		return p, nil
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		if p, ok := a.Auth.FromCertificate(r.TLS.VerifiedChains[0][0]); ok {
+		leaf := r.TLS.VerifiedChains[0][0]
+		if p, ok := a.Auth.FromCertificate(leaf); ok {
+			if err := a.notRevoked(r.Context(), leaf); err != nil {
+				return nil, err
+			}
 			return p, nil
 		}
 		return nil, apierror.Unauthenticated("the client certificate is not mapped to any principal")
@@ -174,6 +182,27 @@ func (a *API) authenticate(r *http.Request) (*auth.Principal, error) {
 		return nil, apierror.Unauthenticated("the client certificate does not chain to a trusted CA")
 	}
 	return nil, apierror.Unauthenticated("credentials required: send 'Authorization: Bearer <token>' or a client certificate")
+}
+
+// notRevoked refuses a client certificate that certgate issued and then
+// revoked: it still chains to the root until it expires. The fingerprint
+// check keeps a certificate from another CA with a colliding serial out.
+func (a *API) notRevoked(ctx context.Context, leaf *x509.Certificate) error {
+	if a.Store == nil {
+		return nil
+	}
+	c, err := a.Store.GetBySerial(ctx, ca.FormatSerial(leaf.SerialNumber))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return dbErr(err)
+	}
+	fp := sha256.Sum256(leaf.Raw)
+	if c.Status == store.StatusRevoked && c.Fingerprint == hex.EncodeToString(fp[:]) {
+		return apierror.Unauthenticated("the client certificate has been revoked")
+	}
+	return nil
 }
 
 // authed wraps a handler that needs a principal.

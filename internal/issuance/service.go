@@ -143,6 +143,13 @@ func (s *Service) issue(ctx context.Context, c Caller, req Request) (*Result, er
 		return nil, err
 	}
 	p.reqHash = requestHash(c.Principal, req)
+	// A request that names no validity gets the longest span its principal
+	// may have, not a refusal for the profile's default.
+	if req.ValidityDays == nil && req.TTL == "" && c.Policy != nil {
+		if m := c.Policy.MaxValidity(); m > 0 && m < p.span {
+			p.span = m
+		}
+	}
 	if err := authorize(c, p); err != nil {
 		s.refused(ctx, c, p.profile.Name, p.profile.CA, err)
 		return nil, err
