@@ -26,6 +26,7 @@ import (
 	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/policy"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/validation"
 )
 
 // Body limits: a CSR is at most 32 KiB, a whole request at most 64 KiB.
@@ -336,7 +337,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 			return
 		}
 	}
-	f := store.CertFilter{Profile: q.Get("profile"), Status: q.Get("status"), CommonName: strings.ToLower(q.Get("common_name")), CA: q.Get("ca"), PageToken: q.Get("page_token")}
+	f := store.CertFilter{Profile: q.Get("profile"), Status: q.Get("status"), CommonName: normalizeCN(q.Get("common_name")), CA: q.Get("ca"), PageToken: q.Get("page_token")}
 	if f.Status != "" && !certStatuses[f.Status] {
 		a.writeError(w, r, apierror.Field("status", "one of pending, issued, failed, revoked"))
 		return
@@ -373,6 +374,17 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 		out[i] = View(&rows[i], false)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"certificates": out, "next_page_token": next})
+}
+
+// normalizeCN spells a common_name filter the way names are stored.
+func normalizeCN(cn string) string {
+	if cn == "" {
+		return ""
+	}
+	if n, err := validation.ParseNames(cn, nil, true); err == nil {
+		return n.CommonName
+	}
+	return cn
 }
 
 func pemAll(certs ...[]byte) []byte {

@@ -23,6 +23,8 @@ type CAView struct {
 	KeyAlgorithm     string    `json:"key_algorithm"`
 	SigningAlgorithm string    `json:"signing_algorithm"`
 	Subject          string    `json:"subject"`
+	Serial           string    `json:"serial"`
+	Fingerprint      string    `json:"fingerprint_sha256"`
 	NotBefore        time.Time `json:"not_before"`
 	NotAfter         time.Time `json:"not_after"`
 	DaysToExpiry     int       `json:"days_to_expiry"`
@@ -30,6 +32,11 @@ type CAView struct {
 	Stale            bool      `json:"stale"`
 	ChainValid       bool      `json:"chain_valid"`
 	ChainError       string    `json:"chain_error,omitempty"`
+	// FetchError is the last failed refresh, if the latest attempt failed.
+	FetchError string `json:"fetch_error,omitempty"`
+	// Warning is the entry's /readyz warning: broken chain, stale data,
+	// failed refresh, expired or expiring within the warning period.
+	Warning string `json:"warning,omitempty"`
 }
 
 func (a *API) caView(e *cacache.Entry) CAView {
@@ -37,9 +44,13 @@ func (a *API) caView(e *cacache.Entry) CAView {
 		KeyAlgorithm: e.KeyAlgorithm, SigningAlgorithm: e.SigningAlgorithm, Subject: e.Certificate.Subject.String(),
 		NotBefore: e.Certificate.NotBefore.UTC(), NotAfter: e.Certificate.NotAfter.UTC(),
 		DaysToExpiry: int(e.Certificate.NotAfter.Sub(a.Now()) / ca.Day), FetchedAt: e.FetchedAt.UTC(),
-		Stale: e.Stale, ChainValid: e.ChainErr == nil}
+		Stale: e.Stale, ChainValid: e.ChainErr == nil, Serial: ca.FormatSerial(e.Certificate.SerialNumber),
+		Fingerprint: e.Fingerprint(), Warning: a.CAs.Warning(e)}
 	if e.ChainErr != nil {
 		v.ChainError = e.ChainErr.Error()
+	}
+	if e.FetchErr != nil {
+		v.FetchError = e.FetchErr.Error()
 	}
 	return v
 }
@@ -69,6 +80,12 @@ func (a *API) caChain(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, apierror.Unavailable(apierror.CodeCAUnavailable, 5*time.Second, "CA %s is not available", name).WithCause(err))
 		return
 	}
+	if e.ChainErr != nil {
+		// A chain that does not verify is not handed to relying parties.
+		a.writeError(w, r, apierror.New(http.StatusServiceUnavailable, cacache.CodeCAChainInvalid,
+			"the chain of CA %s does not verify to the trust bundle: %v", name, e.ChainErr))
+		return
+	}
 	if e.Stale {
 		w.Header().Set("Warning", `110 certgate "stale: the CA backend is unreachable"`)
 	}
@@ -92,7 +109,17 @@ func (a *API) refreshCAs(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	_ = a.Store.AddEvent(r.Context(), &store.Event{CA: "", Type: store.EventAdmin, Principal: p.Name, RequestID: info.id,
 		SourceAddr: remoteIP(r), Outcome: outcome, Details: details})
 	if err != nil {
-		a.writeError(w, r, apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "refreshing CAs: %v", err))
+		ae := apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "refreshing CAs failed for some CAs; the others were refreshed")
+		ae.Retryable, ae.RetryAfter = true, 5*time.Second
+		for _, n := range ca.Names {
+			switch e := a.CAs.Peek(n); {
+			case e == nil:
+				ae = ae.WithDetail(n, "not loaded")
+			case e.FetchErr != nil:
+				ae = ae.WithDetail(n, e.FetchErr.Error())
+			}
+		}
+		a.writeError(w, r, ae.WithCause(err))
 		return
 	}
 	out := []CAView{}

@@ -111,6 +111,14 @@ func (p *Profile) Validate() error {
 		if len(p.ExtKeyUsage) != 0 {
 			return fmt.Errorf("profile %s: a CA profile carries no EKU", p.Name)
 		}
+		// The local and PCA intermediates are pathlen:0; only the root can
+		// issue a CA certificate that verifies.
+		if p.CA != Root {
+			return fmt.Errorf("profile %s: CA certificates are issued by the root, not %s", p.Name, p.CA)
+		}
+		if p.MaxPathLen < 0 {
+			return fmt.Errorf("profile %s: a CA profile needs a path length limit (0 or more)", p.Name)
+		}
 		return nil
 	}
 	if p.MaxValidity > MaxLeafValidity {
@@ -122,6 +130,11 @@ func (p *Profile) Validate() error {
 	if len(p.ExtKeyUsage) == 0 {
 		return fmt.Errorf("profile %s: an end-entity profile needs an EKU", p.Name)
 	}
+	for _, e := range p.ExtKeyUsage {
+		if e != x509.ExtKeyUsageClientAuth && e != x509.ExtKeyUsageServerAuth {
+			return fmt.Errorf("profile %s: EKU %v is not allowed; an end-entity profile has clientAuth and/or serverAuth only", p.Name, ExtKeyUsageNames([]x509.ExtKeyUsage{e}))
+		}
+	}
 	if p.CA == Root {
 		return fmt.Errorf("profile %s: end-entity certificates are not issued by the root", p.Name)
 	}
@@ -132,6 +145,9 @@ func (p *Profile) Validate() error {
 func (ps Profiles) Validate() error {
 	for _, name := range ps.Names() {
 		p := ps[name]
+		if p == nil {
+			return fmt.Errorf("profile %q is nil", name)
+		}
 		if p.Name != name {
 			return fmt.Errorf("profile key %q names profile %q", name, p.Name)
 		}

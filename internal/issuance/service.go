@@ -208,6 +208,9 @@ func (s *Service) keyAndNames(p *prepared, csrPEM, keyType, cn string, sans []st
 			if err := validation.SameSet(reqNames, csrNames); err != nil {
 				return err
 			}
+			if reqNames.CommonName == "" {
+				reqNames.CommonName = csrNames.CommonName
+			}
 			p.names = reqNames
 		} else {
 			p.names = csrNames
