@@ -1,20 +1,31 @@
 // Package cacache keeps every configured CA's certificate, chain and status
-// in memory, refreshed from the backend every TTL, copied to the database so
-// a restart without the backend still serves the last known chains, and
-// checked: a CA whose chain does not verify, or that is expired, disabled or
-// not yet valid, is not used for issuance.
+// in memory, refreshed from the backend before its TTL runs out, copied to
+// the database so a restart without the backend still serves the last known
+// chains, and checked: a CA whose chain does not verify, or that is expired,
+// disabled or not yet valid, is not used for issuance.
+//
+// Freshness: an entry is fresh for TTL after the backend last confirmed it.
+// The background refresher runs at 9/10 of the TTL, so lookups on the
+// request path normally never wait for the backend; after a failed refresh
+// it tries again every RetryInterval. An entry the backend has not confirmed
+// within the TTL (loaded from the database at start, or refreshes failing
+// past the TTL) is stale: its chain is still served, but a PCA CA is not
+// used for issuance, and the next lookup asks the backend again, so service
+// recovers without a restart as soon as the backend answers.
 package cacache
 
 import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,17 +39,36 @@ import (
 	"github.com/certgate/certgate/internal/store"
 )
 
-// Entry is one CA as last seen.
+// Error codes of Usable beyond apierror's.
+const (
+	CodeCAExpired      = "ca_expired"
+	CodeCANotYetValid  = "ca_not_yet_valid"
+	CodeCANotActive    = "ca_not_active"
+	CodeCAChainInvalid = "ca_chain_invalid"
+)
+
+// Entry is one CA as last seen. Entries are immutable once published: every
+// change makes a copy.
 type Entry struct {
 	ca.Info
 	KeyAlgorithm     string
 	SigningAlgorithm string
-	FetchedAt        time.Time
-	// Stale is set when the entry came from the database or the last refresh
-	// failed: the data is the last known, not the current.
+	// FetchedAt is when the backend last confirmed this data.
+	FetchedAt time.Time
+	// Stale is set when the backend has not confirmed the data within the
+	// TTL: it came from the database, or refreshes have failed since.
 	Stale    bool
 	ChainErr error // the chain does not verify to the trust bundle
-	FetchErr error // the last refresh failed
+	FetchErr error // the last refresh failed (the entry may still be fresh)
+}
+
+// Fingerprint is the SHA-256 of the CA certificate's DER, in hex.
+func (e *Entry) Fingerprint() string {
+	if e == nil || e.Certificate == nil {
+		return ""
+	}
+	sum := sha256.Sum256(e.Certificate.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // Store is the database side of the cache.
@@ -50,15 +80,22 @@ type Store interface {
 
 // Options configure a Cache.
 type Options struct {
-	Backend     ca.Backend
-	Store       Store
-	TTL         time.Duration
-	WarnBefore  time.Duration
-	Now         func() time.Time
-	Log         *zap.Logger
-	Metrics     *metrics.Metrics
-	Names       []string // CA roles to track; default ca.Names
-	FetchTimout time.Duration
+	Backend ca.Backend
+	Store   Store
+	// TTL is how long the backend's answer is trusted (default 1h).
+	TTL time.Duration
+	// RetryInterval is how soon the background refresher tries again after
+	// a failed refresh (default min(TTL, 30s)).
+	RetryInterval time.Duration
+	// WarnBefore is how long before a CA's NotAfter it raises warnings
+	// (default 30 days).
+	WarnBefore time.Duration
+	Now        func() time.Time
+	Log        *zap.Logger
+	Metrics    *metrics.Metrics
+	Names      []string // CA roles to track; default ca.Names
+	// FetchTimeout bounds one backend lookup of one CA (default 10s).
+	FetchTimeout time.Duration
 }
 
 // Cache is safe for concurrent use.
@@ -69,10 +106,13 @@ type Cache struct {
 	entries map[string]*Entry
 }
 
-// New builds an empty cache; call Load and Refresh (or Start) to fill it.
+// New builds an empty cache; call LoadStored and Refresh (or Start) to fill it.
 func New(o Options) *Cache {
 	if o.TTL <= 0 {
 		o.TTL = time.Hour
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = min(o.TTL, 30*time.Second)
 	}
 	if o.WarnBefore <= 0 {
 		o.WarnBefore = 30 * ca.Day
@@ -80,42 +120,62 @@ func New(o Options) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
 	if len(o.Names) == 0 {
 		o.Names = ca.Names
 	}
-	if o.FetchTimout <= 0 {
-		o.FetchTimout = 10 * time.Second
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 10 * time.Second
 	}
 	return &Cache{o: o, entries: map[string]*Entry{}}
 }
 
 // Start loads the database copy, refreshes every CA once, and keeps
-// refreshing every TTL until ctx ends. A backend that is down at start is
-// logged, not fatal: the database copy serves, marked stale.
+// refreshing in the background until ctx ends. A backend that is down at
+// start is logged, not fatal: the database copy serves, marked stale.
 func (c *Cache) Start(ctx context.Context) {
 	if err := c.LoadStored(ctx); err != nil {
 		c.o.Log.Warn("loading stored CA state", zap.Error(err))
 	}
-	if err := c.Refresh(ctx); err != nil {
-		c.o.Log.Warn("initial CA refresh", zap.Error(err))
+	err := c.Refresh(ctx)
+	if err != nil {
+		c.o.Log.Warn("initial CA refresh failed; serving the stored CA state, marked stale", zap.Error(err),
+			zap.Duration("retry_in", c.o.RetryInterval))
 	}
-	go func() {
-		t := time.NewTicker(c.o.TTL)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := c.Refresh(ctx); err != nil {
-					c.o.Log.Warn("background CA refresh", zap.Error(err))
-				}
-			}
-		}
-	}()
+	go c.loop(ctx, err != nil)
 }
 
-// LoadStored fills the cache from the database, marked stale.
+// NextRefresh is how long the background refresher waits after a refresh
+// that succeeded (9/10 of the TTL, so entries are renewed before they
+// expire) or failed (RetryInterval).
+func (c *Cache) NextRefresh(failed bool) time.Duration {
+	if failed {
+		return c.o.RetryInterval
+	}
+	return c.o.TTL - c.o.TTL/10
+}
+
+func (c *Cache) loop(ctx context.Context, failed bool) {
+	for {
+		t := time.NewTimer(c.NextRefresh(failed))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := c.Refresh(ctx)
+		failed = err != nil
+		if failed && ctx.Err() == nil {
+			c.o.Log.Warn("background CA refresh failed", zap.Error(err), zap.Duration("retry_in", c.o.RetryInterval))
+		}
+	}
+}
+
+// LoadStored fills the cache from the database, marked stale. Entries the
+// cache already holds are kept.
 func (c *Cache) LoadStored(ctx context.Context) error {
 	rows, err := c.o.Store.ListCAs(ctx)
 	if err != nil {
@@ -124,9 +184,14 @@ func (c *Cache) LoadStored(ctx context.Context) error {
 	for _, r := range rows {
 		cert, err := parseOne(r.CertificatePEM)
 		if err != nil {
+			c.o.Log.Warn("stored CA certificate does not parse; ignored", zap.String("ca", r.Name), zap.Error(err))
 			continue
 		}
-		chain, _ := parseAll(r.ChainPEM)
+		chain, err := parseAll(r.ChainPEM)
+		if err != nil {
+			c.o.Log.Warn("stored CA chain does not parse; ignored", zap.String("ca", r.Name), zap.Error(err))
+			continue
+		}
 		e := &Entry{Info: ca.Info{Name: r.Name, Backend: r.Backend, ARN: r.ARN, Status: r.Status, UsageMode: r.UsageMode, Certificate: cert, Chain: chain},
 			KeyAlgorithm: r.KeyAlgorithm, SigningAlgorithm: r.SigningAlgorithm, FetchedAt: r.FetchedAt, Stale: true}
 		c.mu.Lock()
@@ -135,80 +200,133 @@ func (c *Cache) LoadStored(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	}
-	c.validateAll()
+	c.validateAll(true)
 	return nil
 }
 
-// Refresh fetches every CA now (the root first, so chains verify against
-// the freshest root).
+// Refresh asks the backend for every CA now, all at once, and returns the
+// failures joined. CAs that fail keep their last known state.
 func (c *Cache) Refresh(ctx context.Context) error {
-	var errs []error
-	for _, name := range c.o.Names {
-		if _, err := c.fetch(ctx, name); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
+	errs := make([]error, len(c.o.Names))
+	var wg sync.WaitGroup
+	for i, name := range c.o.Names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.fetch(ctx, name, true); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
+			}
+		}()
 	}
-	c.validateAll()
+	wg.Wait()
+	c.validateAll(true)
 	return errors.Join(errs...)
 }
 
-// Get returns a CA, fetching it if missing or older than the TTL. Concurrent
-// callers share one backend call.
+// Get returns a CA, asking the backend when the entry is missing, stale or
+// older than the TTL. Concurrent callers share one backend call. When the
+// backend fails and a last known entry exists, that entry is returned,
+// marked stale once past the TTL, with a nil error; the next Get asks the
+// backend again.
 func (c *Cache) Get(ctx context.Context, name string) (*Entry, error) {
-	c.mu.RLock()
-	e := c.entries[name]
-	c.mu.RUnlock()
-	if e != nil && !e.Stale && c.o.Now().Sub(e.FetchedAt) < c.o.TTL {
+	if e := c.Peek(name); c.fresh(e) {
 		return e, nil
 	}
-	fresh, err := c.fetch(ctx, name)
-	if err == nil {
-		c.validateAll()
-		c.mu.RLock()
-		fresh = c.entries[name]
-		c.mu.RUnlock()
-		return fresh, nil
-	}
-	if e != nil {
-		return c.markStale(name, err), nil
-	}
-	return nil, err
-}
-
-func (c *Cache) markStale(name string, err error) *Entry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.entries[name]
-	if e == nil {
-		return nil
-	}
-	cp := *e
-	cp.Stale, cp.FetchErr = true, err
-	c.entries[name] = &cp
-	return &cp
-}
-
-// fetch asks the backend once for name, however many callers wait.
-func (c *Cache) fetch(ctx context.Context, name string) (*Entry, error) {
-	v, err, _ := c.sf.Do(name, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.FetchTimout)
-		defer cancel()
-		info, err := c.o.Backend.Describe(fctx, name)
-		if err != nil {
-			c.markStale(name, err)
-			return nil, err
+	_, err := c.fetch(ctx, name, false)
+	cur := c.Peek(name)
+	switch {
+	case cur == nil:
+		if err == nil {
+			err = fmt.Errorf("CA %s: no entry after a successful fetch", name)
 		}
-		e := &Entry{Info: *info, FetchedAt: c.o.Now(), KeyAlgorithm: keyAlgorithm(info.Certificate), SigningAlgorithm: signingAlgorithm(info.Certificate)}
-		c.mu.Lock()
-		c.entries[name] = e
-		c.mu.Unlock()
-		c.persist(fctx, e)
-		return e, nil
+		return nil, err
+	case err != nil && !cur.Stale && !c.fresh(cur):
+		// The caller gave up before the shared lookup ended: its answer is
+		// not known yet, so the old entry counts as stale for this caller.
+		cp := *cur
+		cp.Stale, cp.FetchErr = true, err
+		return &cp, nil
+	}
+	return cur, nil
+}
+
+// fresh: the backend confirmed e within the TTL.
+func (c *Cache) fresh(e *Entry) bool {
+	return e != nil && !e.Stale && c.o.Now().Sub(e.FetchedAt) < c.o.TTL
+}
+
+// fetch asks the backend once for name, however many callers wait. A
+// caller that stops waiting (ctx) leaves the lookup running for the others.
+// Unless force is set, a lookup that finds the entry fresh again (another
+// caller's lookup finished in between) returns it without asking.
+func (c *Cache) fetch(ctx context.Context, name string, force bool) (*Entry, error) {
+	ch := c.sf.DoChan(name, func() (any, error) {
+		if !force {
+			if e := c.Peek(name); c.fresh(e) {
+				return e, nil
+			}
+		}
+		return c.load(context.WithoutCancel(ctx), name)
 	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Entry), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// load is one backend lookup; only fetch calls it.
+func (c *Cache) load(ctx context.Context, name string) (*Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.FetchTimeout)
+	defer cancel()
+	info, err := c.o.Backend.Describe(ctx, name)
 	if err != nil {
+		c.failed(name, err)
 		return nil, err
 	}
-	return v.(*Entry), nil
+	e := &Entry{Info: *info, FetchedAt: c.o.Now(), KeyAlgorithm: keyAlgorithm(info.Certificate), SigningAlgorithm: signingAlgorithm(info.Certificate)}
+	c.mu.Lock()
+	prev := c.entries[name]
+	if prev != nil {
+		// Keep the chain verdict until validateAll recomputes it, so a
+		// broken chain is never briefly reported as fine.
+		e.ChainErr = prev.ChainErr
+	}
+	c.entries[name] = e
+	c.mu.Unlock()
+	if prev != nil && prev.Certificate != nil && !prev.Certificate.Equal(e.Certificate) {
+		c.o.Log.Warn("CA certificate changed", zap.String("ca", name),
+			zap.String("old_sha256", prev.Fingerprint()), zap.String("new_sha256", e.Fingerprint()),
+			zap.Time("old_not_after", prev.Certificate.NotAfter), zap.Time("new_not_after", e.Certificate.NotAfter))
+	}
+	if prev != nil && (prev.Stale || prev.FetchErr != nil) {
+		c.o.Log.Info("CA backend answers again", zap.String("ca", name))
+	}
+	c.validateAll(false)
+	c.persist(ctx, e)
+	return c.Peek(name), nil
+}
+
+// failed records a failed lookup: the entry keeps its data, gains the error,
+// and turns stale once the backend has not confirmed it for a TTL.
+func (c *Cache) failed(name string, err error) {
+	now := c.o.Now()
+	c.mu.Lock()
+	e := c.entries[name]
+	stale := false
+	if e != nil {
+		cp := *e
+		cp.FetchErr = err
+		cp.Stale = cp.Stale || now.Sub(cp.FetchedAt) >= c.o.TTL
+		stale = cp.Stale
+		c.entries[name] = &cp
+	}
+	c.mu.Unlock()
+	c.o.Log.Warn("CA lookup failed", zap.String("ca", name), zap.Bool("have_last_known", e != nil), zap.Bool("stale", stale), zap.Error(err))
 }
 
 func (c *Cache) persist(ctx context.Context, e *Entry) {
@@ -221,61 +339,155 @@ func (c *Cache) persist(ctx context.Context, e *Entry) {
 	if err := c.o.Store.UpsertCA(ctx, row); err != nil {
 		c.o.Log.Warn("storing CA state", zap.String("ca", e.Name), zap.Error(err))
 	}
+	notAfter := e.Certificate.NotAfter.UTC().Format(time.RFC3339)
 	ev := &store.Event{CA: e.Name, Type: store.EventCARefreshed, Outcome: "success", Principal: "certgate",
-		Details: map[string]string{"status": e.Status, "not_after": e.Certificate.NotAfter.UTC().Format(time.RFC3339)}}
+		Details: map[string]string{"status": e.Status, "not_after": notAfter, "sha256": e.Fingerprint()}}
 	if err := c.o.Store.AddEvent(ctx, ev); err != nil {
-		c.o.Log.Warn("CA refresh event", zap.Error(err))
+		c.o.Log.Warn("CA refresh event", zap.String("ca", e.Name), zap.Error(err))
+	}
+	left := e.Certificate.NotAfter.Sub(c.o.Now())
+	if left >= c.o.WarnBefore {
+		return
+	}
+	days := int(left / ca.Day)
+	if left < 0 {
+		c.o.Log.Error("CA certificate has expired", zap.String("ca", e.Name), zap.Time("not_after", e.Certificate.NotAfter))
+	} else {
+		c.o.Log.Warn("CA certificate expires soon", zap.String("ca", e.Name), zap.Time("not_after", e.Certificate.NotAfter),
+			zap.Duration("left", left), zap.Int("days_left", days))
+	}
+	ev = &store.Event{CA: e.Name, Type: store.EventCAExpiring, Outcome: "warning", Principal: "certgate",
+		Details: map[string]string{"not_after": notAfter, "days_left": strconv.Itoa(days), "expired": strconv.FormatBool(left < 0),
+			"warn_before_days": strconv.Itoa(int(c.o.WarnBefore / ca.Day))}}
+	if err := c.o.Store.AddEvent(ctx, ev); err != nil {
+		c.o.Log.Warn("CA expiring event", zap.String("ca", e.Name), zap.Error(err))
 	}
 }
 
-// validateAll checks every chain against the trust bundle and raises expiry
-// warnings; results land in each entry, the logs and the metrics.
-func (c *Cache) validateAll() {
+// validateAll checks every chain against the trust bundle; results land in
+// each entry, the metrics and, when logAll is set or a verdict changed, the
+// log.
+func (c *Cache) validateAll(logAll bool) {
+	type change struct {
+		name      string
+		err       error
+		recovered bool
+	}
+	var logs []change
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	root := c.entries[ca.Root]
 	now := c.o.Now()
 	for name, e := range c.entries {
 		var err error
 		switch {
 		case root == nil || root.Certificate == nil:
-			err = errors.New("no root CA certificate to verify against")
+			err = errNoRoot
 		case name == ca.Root:
-			err = e.Certificate.CheckSignatureFrom(e.Certificate)
-			if err == nil && len(e.Chain) != 0 {
-				err = errors.New("the root CA has a chain above it")
-			}
+			err = verifyRoot(e)
 		default:
-			err = verifyCA(e, root.Certificate)
+			err = verifyCA(e, root.Certificate, now)
 		}
-		if (err == nil) != (e.ChainErr == nil) {
+		changed := errText(err) != errText(e.ChainErr)
+		// While CAs load one by one the root may come last: a verdict
+		// that only says so is not worth a log line until a full pass.
+		quiet := !logAll && (errors.Is(err, errNoRoot) || errors.Is(e.ChainErr, errNoRoot))
+		if changed {
 			cp := *e
 			cp.ChainErr = err
 			c.entries[name] = &cp
-			e = &cp
 		}
+		if quiet {
+			continue
+		}
+		if err != nil && (logAll || changed) {
+			logs = append(logs, change{name: name, err: err})
+		} else if err == nil && changed {
+			logs = append(logs, change{name: name, recovered: true})
+		}
+	}
+	c.mu.Unlock()
+	for _, l := range logs {
+		if l.recovered {
+			c.o.Log.Info("CA chain verifies again", zap.String("ca", l.name))
+			continue
+		}
+		c.o.Log.Error("CA chain does not verify", zap.String("ca", l.name), zap.Error(l.err))
+	}
+	c.updateMetrics()
+}
+
+// updateMetrics sets the expiry and chain gauges from the current entries.
+func (c *Cache) updateMetrics() {
+	if c.o.Metrics == nil {
+		return
+	}
+	now := c.o.Now()
+	for _, e := range c.All() {
 		valid := 1.0
-		if err != nil {
+		if e.ChainErr != nil {
 			valid = 0
-			c.o.Log.Error("CA chain does not verify", zap.String("ca", name), zap.Error(err))
 		}
-		if c.o.Metrics != nil {
-			c.o.Metrics.CAChainValid.WithLabelValues(name).Set(valid)
-			c.o.Metrics.CAExpiry.WithLabelValues(name).Set(e.Certificate.NotAfter.Sub(now).Seconds())
-		}
-		if left := e.Certificate.NotAfter.Sub(now); left < c.o.WarnBefore {
-			c.o.Log.Warn("CA certificate expires soon", zap.String("ca", name), zap.Time("not_after", e.Certificate.NotAfter), zap.Duration("left", left))
-		}
+		c.o.Metrics.CAChainValid.WithLabelValues(e.Name).Set(valid)
+		c.o.Metrics.CAExpiry.WithLabelValues(e.Name).Set(e.Certificate.NotAfter.Sub(now).Seconds())
 	}
 }
 
-func verifyCA(e *Entry, root *x509.Certificate) error {
+var errNoRoot = errors.New("no root CA certificate to verify against")
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func verifyRoot(e *Entry) error {
+	if err := e.Certificate.CheckSignatureFrom(e.Certificate); err != nil {
+		return fmt.Errorf("the root CA certificate is not self-signed: %w", err)
+	}
+	if len(e.Chain) != 0 {
+		return errors.New("the root CA has a chain above it")
+	}
+	return nil
+}
+
+// verifyCA checks that the CA certificate chains through its chain to the
+// trust bundle's root. Validity is checked separately (Usable), so the chain
+// is verified at a moment when every certificate on it is valid: now when
+// possible, else the nearest such moment.
+func verifyCA(e *Entry, root *x509.Certificate, now time.Time) error {
 	if len(e.Chain) == 0 {
 		return errors.New("no chain to the root")
 	}
 	top := e.Chain[len(e.Chain)-1]
 	if !top.Equal(root) {
-		return errors.New("the chain ends in a different root than the trust bundle's")
+		return fmt.Errorf("the chain ends in %q, not in the trust bundle's root %q", top.Subject, root.Subject)
+	}
+	if !e.Certificate.IsCA {
+		return errors.New("the CA certificate is not a CA (basicConstraints CA:FALSE)")
+	}
+	if e.Certificate.KeyUsage != 0 && e.Certificate.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return errors.New("the CA certificate lacks the keyCertSign key usage")
+	}
+	notBefore, notAfter := e.Certificate.NotBefore, e.Certificate.NotAfter
+	for _, x := range e.Chain {
+		if x.NotBefore.After(notBefore) {
+			notBefore = x.NotBefore
+		}
+		if x.NotAfter.Before(notAfter) {
+			notAfter = x.NotAfter
+		}
+	}
+	if notBefore.After(notAfter) {
+		return fmt.Errorf("the chain's certificates are never valid at the same time (latest not-before %s, earliest not-after %s)",
+			notBefore.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339))
+	}
+	at := now
+	if at.Before(notBefore) {
+		at = notBefore
+	}
+	if at.After(notAfter) {
+		at = notAfter
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
@@ -283,12 +495,8 @@ func verifyCA(e *Entry, root *x509.Certificate) error {
 	for _, x := range e.Chain[:len(e.Chain)-1] {
 		inter.AddCert(x)
 	}
-	at := e.Certificate.NotBefore.Add(time.Second)
 	if _, err := e.Certificate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return err
-	}
-	if !e.Certificate.IsCA {
-		return errors.New("the CA certificate is not a CA (basicConstraints CA:FALSE)")
 	}
 	return nil
 }
@@ -303,17 +511,31 @@ func (c *Cache) Usable(ctx context.Context, name string) (*x509.Certificate, err
 	now := c.o.Now()
 	switch {
 	case e.ChainErr != nil:
-		return nil, apierror.Unavailable(apierror.CodeCAUnavailable, 0, "CA %s is not used: its chain does not verify to the trust bundle", name).WithCause(e.ChainErr)
+		return nil, apierror.New(http.StatusServiceUnavailable, CodeCAChainInvalid, "CA %s is not used: its chain does not verify to the trust bundle: %v", name, e.ChainErr).WithCause(e.ChainErr)
 	case e.Stale && c.o.Backend.Kind() != "local":
-		return nil, apierror.Unavailable(apierror.CodeCAUnavailable, 5*time.Second, "CA %s is unreachable; serving its last known chain only", name).WithCause(e.FetchErr)
+		return nil, apierror.Unavailable(apierror.CodeCAUnavailable, 5*time.Second, "CA %s is unreachable; serving its last known chain only (fetched %s)",
+			name, e.FetchedAt.UTC().Format(time.RFC3339)).WithCause(e.FetchErr)
 	case now.After(e.Certificate.NotAfter):
-		return nil, apierror.Unavailable("ca_expired", 0, "CA %s expired at %s", name, e.Certificate.NotAfter.UTC().Format(time.RFC3339))
+		return nil, apierror.New(http.StatusServiceUnavailable, CodeCAExpired, "CA %s expired at %s", name, e.Certificate.NotAfter.UTC().Format(time.RFC3339))
 	case now.Before(e.Certificate.NotBefore):
-		return nil, apierror.Unavailable("ca_not_yet_valid", 0, "CA %s is not valid until %s", name, e.Certificate.NotBefore.UTC().Format(time.RFC3339))
+		ae := apierror.New(http.StatusServiceUnavailable, CodeCANotYetValid, "CA %s is not valid until %s", name, e.Certificate.NotBefore.UTC().Format(time.RFC3339))
+		if wait := e.Certificate.NotBefore.Sub(now); wait <= 5*time.Minute {
+			ae.Retryable, ae.RetryAfter = true, wait
+		}
+		return nil, ae
 	case e.Status != "" && e.Status != "ACTIVE" && e.Status != "unknown":
-		return nil, apierror.Unavailable("ca_not_active", 0, "CA %s is %s", name, e.Status)
+		return nil, apierror.New(http.StatusServiceUnavailable, CodeCANotActive, "CA %s is %s", name, e.Status)
 	}
 	return e.Certificate, nil
+}
+
+// UsageMode is the CA's PCA usage mode as last seen ("" when unknown); it
+// lets the issuance service skip a DescribeCertificateAuthority per request.
+func (c *Cache) UsageMode(name string) string {
+	if e := c.Peek(name); e != nil {
+		return e.UsageMode
+	}
+	return ""
 }
 
 // Roots is the trust bundle.
@@ -346,31 +568,44 @@ func (c *Cache) Peek(name string) *Entry {
 	return c.entries[name]
 }
 
-// Warnings are the /readyz details: expiring CAs, broken chains, stale data.
+// Warning is the /readyz detail for one entry ("" when all is well): broken
+// chain, stale data, failed refresh, expired or expiring soon.
+func (c *Cache) Warning(e *Entry) string {
+	var w []string
+	if e.ChainErr != nil {
+		w = append(w, "chain does not verify: "+e.ChainErr.Error())
+	}
+	switch {
+	case e.Stale && e.FetchErr != nil:
+		w = append(w, fmt.Sprintf("stale: last fetched %s; last refresh failed: %v", e.FetchedAt.UTC().Format(time.RFC3339), e.FetchErr))
+	case e.Stale:
+		w = append(w, "stale: last fetched "+e.FetchedAt.UTC().Format(time.RFC3339))
+	case e.FetchErr != nil:
+		w = append(w, "last refresh failed: "+e.FetchErr.Error())
+	}
+	if left := e.Certificate.NotAfter.Sub(c.o.Now()); left < 0 {
+		w = append(w, "expired at "+e.Certificate.NotAfter.UTC().Format(time.RFC3339))
+	} else if left < c.o.WarnBefore {
+		w = append(w, fmt.Sprintf("expires in %d days (%s)", int(left/ca.Day), e.Certificate.NotAfter.UTC().Format(time.RFC3339)))
+	}
+	return strings.Join(w, "; ")
+}
+
+// Warnings are the /readyz details, by CA name.
 func (c *Cache) Warnings() map[string]string {
 	out := map[string]string{}
-	now := c.o.Now()
 	for _, e := range c.All() {
-		var w []string
-		if e.ChainErr != nil {
-			w = append(w, "chain does not verify: "+e.ChainErr.Error())
-		}
-		if e.Stale {
-			w = append(w, "stale: last fetched "+e.FetchedAt.UTC().Format(time.RFC3339))
-		}
-		if left := e.Certificate.NotAfter.Sub(now); left < 0 {
-			w = append(w, "expired")
-		} else if left < c.o.WarnBefore {
-			w = append(w, fmt.Sprintf("expires in %d days (%s)", int(left/ca.Day), e.Certificate.NotAfter.UTC().Format(time.RFC3339)))
-		}
-		if len(w) > 0 {
-			out[e.Name] = strings.Join(w, "; ")
+		if w := c.Warning(e); w != "" {
+			out[e.Name] = w
 		}
 	}
 	return out
 }
 
-// Ready fails when a CA cannot issue (broken chain or missing).
+// Ready fails when a CA cannot issue because it is missing or its chain is
+// broken. Stale data and expiry are warnings: the server still serves
+// chains, CRLs and the other CAs. It also brings the expiry gauges up to
+// date, so a probed server exports current values between refreshes.
 func (c *Cache) Ready(_ context.Context) (string, error) {
 	var bad []string
 	for _, n := range c.o.Names {
@@ -379,10 +614,10 @@ func (c *Cache) Ready(_ context.Context) (string, error) {
 		case e == nil:
 			bad = append(bad, n+": not loaded")
 		case e.ChainErr != nil:
-			bad = append(bad, n+": chain does not verify")
+			bad = append(bad, n+": chain does not verify: "+e.ChainErr.Error())
 		}
 	}
-	sort.Strings(bad)
+	c.updateMetrics()
 	if len(bad) > 0 {
 		return "cas", errors.New(strings.Join(bad, "; "))
 	}

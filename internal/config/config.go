@@ -37,6 +37,8 @@ type Config struct {
 	Backend    string   `yaml:"backend"`
 	AWSPCA     AWSPCA   `yaml:"aws_pca"`
 	CACacheTTL Duration `yaml:"ca_cache_ttl"`
+	// CACacheRetry is how soon a failed CA refresh is retried (at most the TTL).
+	CACacheRetry Duration `yaml:"ca_cache_retry"`
 	// CAExpiryWarning is how long before a CA's NotAfter it raises warnings.
 	CAExpiryWarning Duration `yaml:"ca_expiry_warning"`
 	// IstioValidity is the default validity of per-cluster intermediates.
@@ -112,6 +114,7 @@ func Default() *Config {
 		Database:        Database{Driver: "sqlite", MaxOpenConns: 16},
 		Backend:         "local",
 		CACacheTTL:      Duration(time.Hour),
+		CACacheRetry:    Duration(30 * time.Second),
 		CAExpiryWarning: Duration(30 * 24 * time.Hour),
 		IstioValidity:   Duration(365 * 24 * time.Hour),
 		ShutdownTimeout: Duration(30 * time.Second),

@@ -60,6 +60,9 @@ type Server struct {
 	draining atomic.Bool
 	cancel   context.CancelFunc
 	done     chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // Options override parts of the wiring, for tests.
@@ -91,7 +94,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.CAs = cacache.New(cacache.Options{Backend: s.Backend, Store: st, TTL: cfg.CACacheTTL.D(), WarnBefore: cfg.CAExpiryWarning.D(),
+	s.CAs = cacache.New(cacache.Options{Backend: s.Backend, Store: st, TTL: cfg.CACacheTTL.D(), RetryInterval: cfg.CACacheRetry.D(), WarnBefore: cfg.CAExpiryWarning.D(),
 		Now: s.Now, Log: s.Log, Metrics: s.Metrics})
 	if cfg.Auth.BootstrapAdmin {
 		if s.Token, err = auth.LoadOrCreateBootstrapToken(cfg.DataDir); err != nil {
@@ -265,6 +268,14 @@ func (s *Server) Addr() string {
 // Shutdown stops accepting, lets in-flight requests finish within ctx, then
 // closes the database.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Idempotent: a second call (a test's clean-up after an explicit
+	// shutdown, a second signal) returns the first call's result instead of
+	// closing the database twice.
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	var err error
 	if s.httpSrv != nil {

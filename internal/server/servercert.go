@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,12 +30,51 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 	if c := s.tlsCert.Load(); c != nil && !s.needsRenewal(c.Leaf) {
 		return nil
 	}
+	if s.tlsCert.Load() == nil {
+		// A restart reuses the stored pair while it is fresh, so the server
+		// can serve (stale CA chains, CRLs, the API) even when the CA
+		// backend is unreachable at start.
+		if c, err := tls.LoadX509KeyPair(s.CertPath(), s.keyPath()); err == nil && c.Leaf != nil &&
+			s.Now().Before(c.Leaf.NotAfter) && s.coversNames(c.Leaf) {
+			s.tlsCert.Store(&c)
+			if !s.needsRenewal(c.Leaf) {
+				return nil
+			}
+		}
+	}
+	if err := s.issueServerCert(ctx); err != nil {
+		if c := s.tlsCert.Load(); c != nil && s.Now().Before(c.Leaf.NotAfter) {
+			s.Log.Warn("renewing the server certificate failed; keeping the current one", zap.Error(err), zap.Time("not_after", c.Leaf.NotAfter))
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Server) keyPath() string { return filepath.Join(s.Cfg.DataDir, "server.key") }
+
+// serverNames are the names the listener's certificate must carry.
+func (s *Server) serverNames() []string {
 	sans := []string{"localhost", "127.0.0.1", "::1"}
 	host, _, _ := net.SplitHostPort(s.Cfg.Listen)
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
 		sans = append(sans, host)
 	}
-	sans = append(sans, s.Cfg.ServerNames...)
+	return append(sans, s.Cfg.ServerNames...)
+}
+
+func (s *Server) coversNames(leaf *x509.Certificate) bool {
+	for _, n := range s.serverNames() {
+		if leaf.VerifyHostname(n) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) issueServerCert(ctx context.Context) error {
+	sans := s.serverNames()
 	res, err := s.Issuer.Issue(ctx, issuance.Caller{Principal: SelfPrincipal, Policy: policy.AllowAll(), RequestID: "server-certificate"},
 		issuance.Request{Profile: ca.ProfileServer, CommonName: "localhost", SANs: sans})
 	if err != nil {
@@ -45,8 +85,13 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 		return fmt.Errorf("server key pair: %w", err)
 	}
 	s.tlsCert.Store(&cert)
-	// Only the public chain is written; the key never touches disk.
-	_ = ca.WriteFileAtomic(s.CertPath(), []byte(res.Certificate+res.Chain), 0o644)
+	// The pair is kept (key 0600, like the CA keys beside it) so a restart
+	// does not depend on the CA backend being reachable.
+	if err := ca.WriteFileAtomic(s.keyPath(), []byte(res.PrivateKey), 0o600); err != nil {
+		s.Log.Warn("storing the server key", zap.Error(err))
+	} else if err := ca.WriteFileAtomic(s.CertPath(), []byte(res.Certificate+res.Chain), 0o644); err != nil {
+		s.Log.Warn("storing the server certificate", zap.Error(err))
+	}
 	s.Log.Info("server certificate issued", zap.String("serial", res.Serial), zap.Time("not_after", res.NotAfter))
 	return nil
 }

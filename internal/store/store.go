@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -28,10 +29,12 @@ var ErrConflict = errors.New("conflict")
 
 // Store is safe for concurrent use.
 type Store struct {
-	db     *gorm.DB // reads (and, on PostgreSQL, everything else)
-	wdb    *gorm.DB // the writer's connection
-	w      *writer
-	driver string
+	closeOnce sync.Once
+	closeErr  error
+	db        *gorm.DB // reads (and, on PostgreSQL, everything else)
+	wdb       *gorm.DB // the writer's connection
+	w         *writer
+	driver    string
 }
 
 // Options tune Open.
@@ -157,8 +160,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return sqlDB.PingContext(ctx)
 }
 
-// Close stops the writer and closes the pools.
+// Close stops the writer and closes the pools; later calls return the first
+// call's result.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
 	if s.w != nil {
 		s.w.close()
 	}
@@ -207,11 +216,17 @@ func (s *Store) SetARN(ctx context.Context, id uint64, arn string) error {
 // same transaction, so a certificate and its audit record exist together.
 func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
 	return s.w.do(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&Certificate{}).Where("id = ? AND status = ?", c.ID, StatusPending).Updates(map[string]any{
+		cols := map[string]any{
 			"serial": c.Serial, "status": c.Status, "not_before": c.NotBefore, "not_after": c.NotAfter,
 			"pem": c.PEM, "arn": c.ARN, "fingerprint": c.Fingerprint, "failure_reason": c.FailureReason,
 			"key_algorithm": c.KeyAlgorithm, "updated_at": tx.NowFunc(),
-		})
+		}
+		if c.IdempotencyToken != "" {
+			// Known only once the row has its ID; kept so an operator can
+			// match the row to PCA's records of the request.
+			cols["idempotency_token"] = c.IdempotencyToken
+		}
+		res := tx.Model(&Certificate{}).Where("id = ? AND status = ?", c.ID, StatusPending).Updates(cols)
 		if res.Error != nil {
 			if isUniqueViolation(res.Error) {
 				return fmt.Errorf("%w: %v", ErrConflict, res.Error)
