@@ -83,6 +83,7 @@ type Store interface {
 	CreatePending(ctx context.Context, c *store.Certificate) error
 	SetARN(ctx context.Context, id uint64, arn string) error
 	Finish(ctx context.Context, c *store.Certificate, ev *store.Event) error
+	InsertFinal(ctx context.Context, c *store.Certificate, ev *store.Event) error
 	GetByIdempotencyKey(ctx context.Context, requester, key string) (*store.Certificate, error)
 	AddEvent(ctx context.Context, ev *store.Event) error
 }
@@ -321,7 +322,23 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 		}
 		row.CSR = csrDER
 	}
-	if err := s.Store.CreatePending(ctx, row); err != nil {
+	// Write before sign, for every CA outside this process: the pending row
+	// is committed before the CA is asked, so nothing it issues can go
+	// unrecorded. The local CA signs in this process: a certificate it
+	// signs exists nowhere else until it is recorded, so a crash in between
+	// loses nothing anyone holds, and one write (the final row and its
+	// event, together) replaces two. An Idempotency-Key still takes the
+	// pending path: its row is what makes concurrent duplicates wait.
+	oneWrite := s.Backend.Kind() == "local" && c.IdempotencyKey == ""
+	record := func(ctx context.Context, row *store.Certificate, ev *store.Event) error {
+		if oneWrite {
+			return s.Store.InsertFinal(ctx, row, ev)
+		}
+		return s.Store.Finish(ctx, row, ev)
+	}
+	if oneWrite {
+		// nothing yet: the row is written once, after signing
+	} else if err := s.Store.CreatePending(ctx, row); err != nil {
 		if errors.Is(err, store.ErrConflict) && c.IdempotencyKey != "" {
 			// Another request with the same key won the race.
 			return s.replay(ctx, c, p)
@@ -353,8 +370,16 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	if signErr != nil {
 		row.Status, row.FailureReason = store.StatusFailed, encodeFailure(signErr)
 		ae := apierror.As(signErr)
+		if ae.Retryable {
+			// The CA turned the request away before issuing (throttled,
+			// busy, CA not active) and the client is told to retry: the
+			// row stays as the record of this attempt but lets go of the
+			// Idempotency-Key, so a retry with the same key is a new
+			// attempt rather than this error replayed for a day.
+			row.IdempotencyKey, row.IdemRequester = nil, nil
+		}
 		ev := s.event(c, store.EventFailed, row.CA, "", "failure", map[string]string{"profile": row.Profile, "code": ae.Code, "reason": ae.Message})
-		if err := s.Store.Finish(signCtx, row, ev); err != nil {
+		if err := record(signCtx, row, ev); err != nil {
 			s.Log.Error("recording failed issuance", zap.Uint64("row", row.ID), zap.Error(err))
 		}
 		return nil, signErr
@@ -376,7 +401,7 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 		details["certificate_arn"] = out.ARN
 	}
 	ev := s.event(c, store.EventIssued, row.CA, serialHex, "success", details)
-	if err := s.Store.Finish(signCtx, row, ev); err != nil {
+	if err := record(signCtx, row, ev); err != nil {
 		// The certificate exists but is not recorded as issued: never hand it
 		// out. Reconciliation finds the pending row.
 		s.Log.Error("recording issued certificate", zap.Uint64("row", row.ID), zap.String("serial", serialHex), zap.Error(err))

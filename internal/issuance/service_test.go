@@ -29,6 +29,7 @@ import (
 // as a misconfigured PCA template would.
 type svBackend struct {
 	*ca.Local
+	kind    string // "" = the embedded Local's "local"
 	bend    func(req *ca.SignRequest)
 	err     error
 	sawRow  func(ctx context.Context, req *ca.SignRequest)
@@ -146,20 +147,57 @@ func TestServiceRefusesWrongCertificates(t *testing.T) {
 	})
 }
 
-// TestServiceWritesBeforeSigning: the pending row exists, committed, when
-// the backend is asked; the issued row afterwards carries the certificate.
+func (b *svBackend) Kind() string {
+	if b.kind != "" {
+		return b.kind
+	}
+	return b.Local.Kind()
+}
+
+// TestServiceWritesBeforeSigning: for a CA outside the process (any kind but
+// "local") and for any request with an Idempotency-Key, the pending row
+// exists, committed, when the backend is asked; the in-process local CA
+// without a key writes its row once, after signing (nothing it signed has
+// left the process before that). The issued row afterwards carries the
+// certificate.
 func TestServiceWritesBeforeSigning(t *testing.T) {
+	for _, tc := range []struct {
+		name, kind, idem string
+		wantPending      bool
+	}{
+		{"external CA", "external-test", "", true},
+		{"local CA with Idempotency-Key", "", "key-1", true},
+		{"local CA, one write", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testWritesBeforeSigning(t, tc.kind, tc.idem, tc.wantPending) })
+	}
+}
+
+func testWritesBeforeSigning(t *testing.T, kind, idem string, wantPending bool) {
 	e := svSetup(t)
+	e.be.kind = kind
 	var during *store.Certificate
+	var rowsDuring int64 = -1
 	e.be.sawRow = func(ctx context.Context, req *ca.SignRequest) {
 		during, _ = e.st.GetBySerial(ctx, ca.FormatSerial(req.Serial))
+		rowsDuring = svCount(t, e.st, &store.Certificate{}, "1 = 1")
 	}
-	res, err := e.svc.Issue(context.Background(), svCaller("alice", ""), Request{Profile: "machine", CommonName: "m.example.com", SANs: []string{"10.1.2.3"}})
+	res, err := e.svc.Issue(context.Background(), svCaller("alice", idem), Request{Profile: "machine", CommonName: "m.example.com", SANs: []string{"10.1.2.3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if during == nil || during.Status != store.StatusPending {
-		t.Fatalf("while signing the row was %+v, want a committed pending row", during)
+	if wantPending {
+		if kind != "" {
+			// An external CA picks its own serial; find the row by key.
+			var rows []store.Certificate
+			if err := e.st.DB().Find(&rows).Error; err != nil || rowsDuring != 1 {
+				t.Fatalf("rows while signing: %d (%v)", rowsDuring, err)
+			}
+		} else if during == nil || during.Status != store.StatusPending {
+			t.Fatalf("while signing the row was %+v, want a committed pending row", during)
+		}
+	} else if rowsDuring != 0 {
+		t.Fatalf("%d rows while the local CA signed, want 0 (one write after signing)", rowsDuring)
 	}
 	row, err := e.st.GetBySerial(context.Background(), res.Serial)
 	if err != nil || row.Status != store.StatusIssued || row.PEM != res.Certificate || row.Requester != "alice" || row.Fingerprint == "" {

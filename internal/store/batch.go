@@ -82,22 +82,26 @@ func (w *writer) run(batch []*writeOp) {
 		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
 		return
 	}
-	errs := make([]error, len(batch))
-	commitErr := w.db.Transaction(func(tx *gorm.DB) error {
-		for i, op := range batch {
-			// A nested Transaction is a savepoint: one op's failure
-			// (a unique violation, a row no longer pending) rolls back
-			// only that op.
-			errs[i] = tx.Transaction(op.fn)
+	// All ops in one transaction, without savepoints (which cost SQLite a
+	// sub-journal write per op). If any op fails — a unique violation, a row
+	// no longer pending — the whole batch rolls back and each op runs again
+	// alone, so one op's failure never touches another's outcome.
+	err := w.db.Transaction(func(tx *gorm.DB) error {
+		for _, op := range batch {
+			if err := op.fn(tx); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
-	for i, op := range batch {
-		if commitErr != nil {
-			op.err <- commitErr
-		} else {
-			op.err <- errs[i]
+	if err == nil {
+		for _, op := range batch {
+			op.err <- nil
 		}
+		return
+	}
+	for _, op := range batch {
+		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
 	}
 }
 

@@ -37,9 +37,11 @@ type CertificateAuthority struct {
 // asked to the issued, failed or revoked row after. Serial is null only while
 // a PCA issuance is pending (PCA picks the serial).
 type Certificate struct {
-	ID         uint64  `gorm:"primaryKey;autoIncrement"`
+	// Each list filter has an index ending in id, so a keyset page
+	// (WHERE filter AND id < cursor ORDER BY id DESC) is a range scan.
+	ID         uint64  `gorm:"primaryKey;autoIncrement;index:idx_cert_profile_id,priority:2;index:idx_cert_cn_id,priority:2;index:idx_cert_requester_id,priority:2;index:idx_cert_status_id,priority:2"`
 	Serial     *string `gorm:"size:64;uniqueIndex"`
-	CA         string  `gorm:"size:32;not null;index:idx_cert_ca_id,priority:1"`
+	CA         string  `gorm:"size:32;not null"`
 	Profile    string  `gorm:"size:32;not null;index:idx_cert_profile_id,priority:1"`
 	CommonName string  `gorm:"size:255;index:idx_cert_cn_id,priority:1"`
 	// SANs is the JSON array of names as returned by the API.

@@ -75,7 +75,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		if path != ":memory:" && !strings.Contains(path, "?") {
 			// WAL lets readers run beside the writer; busy_timeout turns
 			// writer contention into a short wait instead of SQLITE_BUSY.
-			dsn = "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+			dsn = "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 		}
 		wdb, err := gorm.Open(sqlite.Open(dsn), gcfg)
 		if err != nil {
@@ -226,6 +226,11 @@ func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
 			// match the row to PCA's records of the request.
 			cols["idempotency_token"] = c.IdempotencyToken
 		}
+		if c.Status == StatusFailed && c.IdempotencyKey == nil {
+			// A failure that released its Idempotency-Key (see
+			// issuance): the key is free for the client's retry.
+			cols["idempotency_key"], cols["idem_requester"] = nil, nil
+		}
 		res := tx.Model(&Certificate{}).Where("id = ? AND status = ?", c.ID, StatusPending).Updates(cols)
 		if res.Error != nil {
 			if isUniqueViolation(res.Error) {
@@ -241,6 +246,24 @@ func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
 		}
 		return nil
 	})
+}
+
+// InsertFinal writes a finished (issued or failed) row and its event in one
+// transaction: the path of a CA that signs in this process.
+func (s *Store) InsertFinal(ctx context.Context, c *Certificate, ev *Event) error {
+	err := s.w.do(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(c).Error; err != nil {
+			return err
+		}
+		if ev != nil {
+			return tx.Create(ev).Error
+		}
+		return nil
+	})
+	if isUniqueViolation(err) {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	return err
 }
 
 // GetBySerial finds a certificate by its canonical serial.
