@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -194,9 +195,23 @@ func (p *PCAClient) rateLimitMiddleware(stack *smithymw.Stack) error {
 			if err := p.wait(ctx, awsmiddleware.GetOperationName(ctx)); err != nil {
 				return smithymw.FinalizeOutput{}, smithymw.Metadata{}, err
 			}
-			return next.HandleFinalize(ctx, in)
+			out, md, err := next.HandleFinalize(ctx, in)
+			if err != nil && unknownOutcome(err) {
+				if t, ok := ctx.Value(attemptsKey{}).(*attempts); ok {
+					t.unknown.Store(true)
+				}
+			}
+			return out, md, err
 		}), "Retry", smithymw.After)
 }
+
+// attempts remembers, across the SDK's retries of one call, whether any
+// attempt ended with an unknown outcome: if the first IssueCertificate was
+// processed but its answer lost, a later throttled retry must not make the
+// request look cleanly refused, or the certificate PCA minted goes unrecorded.
+type attempts struct{ unknown atomic.Bool }
+
+type attemptsKey struct{}
 
 // errBudget is returned when the client-side budget cannot serve a call in time.
 type errBudget struct {
@@ -393,12 +408,17 @@ func (p *PCAClient) Sign(ctx context.Context, req *SignRequest) (*SignResult, er
 	}
 	if apiPassthrough(tmpl) {
 		in.ApiPassthrough = passthrough(req)
+	} else if err := csrSubjectMatches(req); err != nil {
+		// Without API passthrough PCA copies the CSR's subject; a subject
+		// other than the one certgate decided must not reach the certificate.
+		return nil, apierror.Field("csr", "with template %s the CSR's subject becomes the certificate's: %v (or configure an _APIPassthrough template for profile %s)", tmpl, err, req.Profile.Name)
 	}
-	out, err := p.api.IssueCertificate(ctx, in)
+	tries := &attempts{}
+	out, err := p.api.IssueCertificate(context.WithValue(ctx, attemptsKey{}, tries), in)
 	p.count(OpIssueCertificate, err)
 	if err != nil {
 		ce := p.classify(err, OpIssueCertificate, arn, tmpl)
-		if unknownOutcome(err) {
+		if unknownOutcome(err) || tries.unknown.Load() {
 			// A timeout or 5xx may hide an accepted request; the same
 			// idempotency token will find it again.
 			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ce)
@@ -456,18 +476,19 @@ func (p *PCAClient) Fetch(ctx context.Context, caName, certARN string) (*SignRes
 	return &SignResult{Leaf: leaf, Chain: chain, Root: root, ARN: certARN}, nil
 }
 
-// Polling: the first GetCertificate goes out when this CA has lately been
-// ready (a low percentile of its recent issuance delays), then every
-// pollStep, growing by half each time up to maxPollStep.
+// Polling: the first GetCertificate goes out when this CA's certificates
+// have lately been ready (see delayEstimate), then every pollStep, growing by
+// half each time up to maxPollStep.
 const (
 	pollStep     = 25 * time.Millisecond
 	maxPollStep  = time.Second
 	initialDelay = 50 * time.Millisecond // before anything was observed
 )
 
-// waitIssued polls GetCertificate until the certificate exists. accepted is
-// when IssueCertificate returned. A 300 ms issuance costs one or two polls
-// and about one step of latency, not the SDK waiter's one-second minimum.
+// waitIssued polls GetCertificate until the certificate exists, under ctx.
+// accepted is when IssueCertificate returned. A steady 300 ms issuance costs
+// one or two polls and a few milliseconds over the delay, not the SDK
+// waiter's one-second minimum.
 func (p *PCAClient) waitIssued(ctx context.Context, caARN, certARN string, accepted time.Time) (string, string, error) {
 	est := p.estimate(caARN)
 	step := pollStep
@@ -517,23 +538,30 @@ func (p *PCAClient) estimate(caARN string) *delayEstimate {
 }
 
 // delayEstimate learns how long a CA takes to issue, counted from the
-// moment IssueCertificate returned. A wait whose first poll missed brackets
-// the delay between the last miss and the hit, and records the middle. A
-// wait whose first poll hit only bounds it from above, so it records an
-// eighth (at least one step) earlier — that keeps probing downwards, so a
-// CA that gets faster is followed within a few dozen issuances. The first
-// poll goes out at the 25th percentile of the last 32 samples: about a
-// quarter of waits then find the certificate at once, the rest one step
-// later, so a wait costs about 1.75 polls and a miss one pollStep.
+// moment IssueCertificate returned. Each wait brackets that delay: later
+// than the last poll that found the certificate in progress, no later than
+// the poll that found it. The first poll goes out at the earliest time by
+// which, judging from the last delayWindow brackets, at least readyShare of
+// the certificates were ready — a bracket that straddles the time counts
+// half. A certificate found at the first poll has no lower bound, so it
+// also proposes one pollStep earlier: that keeps probing downwards and
+// follows a CA that gets faster. The first poll is readyMargin after that
+// time. With a steady delay most waits cost one poll and a miss costs one
+// pollStep; after a miss the steps grow.
 type delayEstimate struct {
-	mu      sync.Mutex
-	samples [delayWindow]time.Duration
-	n       int // samples recorded so far (the ring holds the last delayWindow)
+	mu     sync.Mutex
+	after  [delayWindow]time.Duration // last miss, -1 when the first poll hit
+	before [delayWindow]time.Duration // the hit
+	n      int                        // waits recorded (the ring holds the last delayWindow)
 }
 
 const (
-	delayWindow     = 32
-	delayPercentile = 25
+	delayWindow = 32
+	readyShare  = 0.45
+	// readyMargin absorbs a few milliseconds of scheduling jitter: without
+	// it, concurrent waits whose first polls land just before the delay keep
+	// missing together and the estimate settles there.
+	readyMargin = pollStep / 5
 )
 
 func (d *delayEstimate) first() time.Duration {
@@ -543,24 +571,40 @@ func (d *delayEstimate) first() time.Duration {
 	if n == 0 {
 		return initialDelay
 	}
-	s := make([]time.Duration, n)
-	copy(s, d.samples[:n])
-	slices.Sort(s)
-	return s[(n-1)*delayPercentile/100]
+	cands := make([]time.Duration, 0, 2*n)
+	for i := range n {
+		lo := d.after[i]
+		if lo < 0 {
+			lo = max(d.before[i]-pollStep, 0)
+		}
+		cands = append(cands, lo, d.before[i])
+	}
+	slices.Sort(cands)
+	for _, t := range cands {
+		ready := 0.0
+		for i := range n {
+			switch {
+			case d.before[i] <= t:
+				ready++
+			case d.after[i] < t:
+				ready += 0.5
+			}
+		}
+		if ready >= readyShare*float64(n) {
+			return t + readyMargin
+		}
+	}
+	return cands[len(cands)-1] + readyMargin
 }
 
 // observe records one wait: lastMiss is when the last poll that found the
-// certificate still in progress was sent (-1 if none), hit when the
-// successful one was.
+// certificate in progress was sent (-1 if none), hit when the one that
+// found it was.
 func (d *delayEstimate) observe(lastMiss, hit time.Duration) {
-	sample := hit - max(pollStep, hit/8)
-	if lastMiss >= 0 {
-		sample = lastMiss + (hit-lastMiss)/2
-	}
-	sample = max(sample, 0)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.samples[d.n%delayWindow] = sample
+	i := d.n % delayWindow
+	d.after[i], d.before[i] = lastMiss, hit
 	d.n++
 }
 
@@ -613,6 +657,17 @@ func ParsePCAChain(leafPEM, chainPEM string, root *x509.Certificate) (*x509.Cert
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func csrSubjectMatches(req *SignRequest) error {
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return err
+	}
+	if got, want := csr.Subject.String(), req.Subject.String(); got != want {
+		return fmt.Errorf("the CSR's subject is %q, it must be %q", got, want)
+	}
+	return nil
+}
 
 func parsePEMCerts(s string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate

@@ -109,7 +109,7 @@ func (p *PCAClient) classify(err error, op, caARN, template string) error {
 		e = apierror.New(http.StatusServiceUnavailable, CodePCAInvalidState, "CA %s is not in a state to serve %s: %s", caARN, op, ae.ErrorMessage())
 		e.Retryable, e.RetryAfter = true, 30*time.Second
 	case code == "ResourceNotFoundException":
-		e = apierror.New(http.StatusInternalServerError, CodePCANotFound, "AWS Private CA has no such resource for %s on CA %s: check the configured ARNs", op, caARN)
+		e = apierror.New(http.StatusInternalServerError, CodePCANotFound, "AWS Private CA has no such resource for %s on CA %s%s: check the configured ARNs", op, caARN, templateNote(template))
 	case code == "RequestInProgressException":
 		e = apierror.New(http.StatusConflict, CodePCAInProgress, "AWS Private CA is still processing %s on CA %s", op, caARN)
 		e.Retryable, e.RetryAfter = true, time.Second

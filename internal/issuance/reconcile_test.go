@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -445,16 +444,10 @@ func TestRunReconcilerLoop(t *testing.T) {
 // whose certificate exists is a certificate nobody will ever find):
 // it stays pending for reconciliation, which finds the certificate.
 //
-// KNOWN BUG (internal/ca/pca.go, outside this change): PCAClient.Sign judges
-// the outcome by the last attempt's error only, so this row is failed and
-// the minted certificate lost. The fix is to note, per attempt (in the
-// Finalize middleware after "Retry"), whether any attempt's outcome was
-// unknown, and return ErrOutcomeUnknown if so. Set
-// CERTGATE_TEST_KNOWN_BUGS=1 to run it.
+// A first IssueCertificate whose answer is lost, then throttled retries:
+// PCA minted a certificate, so the row must stay pending (PCAClient notes an
+// unknown outcome on any attempt) and reconciliation records it.
 func TestLostAnswerThenThrottledStaysPending(t *testing.T) {
-	if os.Getenv("CERTGATE_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug in internal/ca/pca.go (lost answer then throttled retries fails the row); set CERTGATE_TEST_KNOWN_BUGS=1 to run")
-	}
 	e := rcPCA(t, 5*time.Second)
 	e.dbl.InjectNext(pcatest.OpIssueCertificate, 1, pcatest.Fault{AfterProcessing: true, Drop: true})
 	e.dbl.FailNext(pcatest.OpIssueCertificate, 3, "ThrottlingException", 0)

@@ -314,7 +314,13 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	var csrDER []byte
 	if needsCSR(s.Backend) {
 		if csrDER = p.csrDER; csrDER == nil {
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: p.subject()}, p.priv)
+			// The names go into the CSR too: a PCA template without
+			// ApiPassthrough takes the certificate's names from it.
+			tmpl := &x509.CertificateRequest{Subject: p.subject()}
+			if p.names != nil && !p.profile.IsCA {
+				tmpl.DNSNames, tmpl.IPAddresses, tmpl.URIs, tmpl.EmailAddresses = p.names.DNS, p.names.IPs, p.names.URIs, p.names.Emails
+			}
+			der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, p.priv)
 			if err != nil {
 				return nil, err
 			}
@@ -437,15 +443,11 @@ func checkResult(out *ca.SignResult, p *prepared) error {
 	if out.Leaf.KeyUsage != p.profile.KeyUsage {
 		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned key usage %b, profile %s wants %b: check the template", out.Leaf.KeyUsage, p.profile.Name, p.profile.KeyUsage)
 	}
-	if len(out.Leaf.ExtKeyUsage) != len(p.profile.ExtKeyUsage) {
-		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned EKU %v, profile %s wants %v: check the template",
-			ca.ExtKeyUsageNames(out.Leaf.ExtKeyUsage), p.profile.Name, ca.ExtKeyUsageNames(p.profile.ExtKeyUsage))
-	}
-	for i, e := range p.profile.ExtKeyUsage {
-		if out.Leaf.ExtKeyUsage[i] != e {
-			return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned EKU %v, profile %s wants %v: check the template",
-				ca.ExtKeyUsageNames(out.Leaf.ExtKeyUsage), p.profile.Name, ca.ExtKeyUsageNames(p.profile.ExtKeyUsage))
-		}
+	// EKU order carries no meaning (EndEntityCertificate/V1 lists
+	// serverAuth first); the set must be exactly the profile's.
+	if !ca.UsagesMatch(p.profile, out.Leaf.KeyUsage, out.Leaf.ExtKeyUsage, out.Leaf.UnknownExtKeyUsage) {
+		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned EKU %v (and %d unknown), profile %s wants %v: check the template",
+			ca.ExtKeyUsageNames(out.Leaf.ExtKeyUsage), len(out.Leaf.UnknownExtKeyUsage), p.profile.Name, ca.ExtKeyUsageNames(p.profile.ExtKeyUsage))
 	}
 	if out.Leaf.IsCA != p.profile.IsCA {
 		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the CA returned a certificate with CA:%v, profile %s wants CA:%v: check the template", out.Leaf.IsCA, p.profile.Name, p.profile.IsCA)
