@@ -39,7 +39,7 @@ type CertificateAuthority struct {
 type Certificate struct {
 	// Each list filter has an index ending in id, so a keyset page
 	// (WHERE filter AND id < cursor ORDER BY id DESC) is a range scan.
-	ID         uint64  `gorm:"primaryKey;autoIncrement;index:idx_cert_profile_id,priority:2;index:idx_cert_cn_id,priority:2;index:idx_cert_requester_id,priority:2;index:idx_cert_status_id,priority:2"`
+	ID         uint64  `gorm:"primaryKey;autoIncrement;index:idx_cert_profile_id,priority:2;index:idx_cert_cn_id,priority:2;index:idx_cert_requester_id,priority:2;index:idx_cert_status_id,priority:2;index:idx_cert_status_expiry,priority:3;index:idx_cert_expiry,priority:2"`
 	Serial     *string `gorm:"size:64;uniqueIndex"`
 	CA         string  `gorm:"size:32;not null"`
 	Profile    string  `gorm:"size:32;not null;index:idx_cert_profile_id,priority:1"`

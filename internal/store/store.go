@@ -399,7 +399,29 @@ func (s *Store) ListCertificates(ctx context.Context, f CertFilter) ([]Certifica
 		q = q.Where("requester = ?", f.Requester)
 	}
 	if f.ExpiresBefore != nil {
+		// "What expires before T" is read soonest first, and paged on
+		// (not_after, id) so the (status,) not_after index serves it at any
+		// table size; every other listing pages newest first on id.
 		q = q.Where("not_after < ?", f.ExpiresBefore.UTC())
+		if f.PageToken != "" {
+			cur, err := decodeCursor(f.PageToken, 2)
+			if err != nil {
+				return nil, "", err
+			}
+			t := time.Unix(0, int64(cur[0])).UTC()
+			q = q.Where("(not_after > ?) OR (not_after = ? AND id > ?)", t, t, cur[1])
+		}
+		var out []Certificate
+		if err := q.Order("not_after ASC").Order("id ASC").Limit(f.Limit + 1).Find(&out).Error; err != nil {
+			return nil, "", err
+		}
+		next := ""
+		if len(out) > f.Limit {
+			out = out[:f.Limit]
+			last := out[len(out)-1]
+			next = encodeCursor(uint64(last.NotAfter.UnixNano()), last.ID)
+		}
+		return out, next, nil
 	}
 	if f.PageToken != "" {
 		cur, err := decodeCursor(f.PageToken, 1)

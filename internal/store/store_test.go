@@ -234,10 +234,21 @@ func TestListCertificatesKeyset(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
+				// Newest first by id; an expires_before listing is soonest
+				// expiry first (not_after, id ascending).
+				byExpiry := c.f.ExpiresBefore != nil
 				var want []string
-				for i := len(rows) - 1; i >= 0; i-- { // newest first
-					if c.match(rows[i]) {
-						want = append(want, *rows[i].Serial)
+				if byExpiry {
+					for i := range rows { // rows were made in not_after order
+						if c.match(rows[i]) {
+							want = append(want, *rows[i].Serial)
+						}
+					}
+				} else {
+					for i := len(rows) - 1; i >= 0; i-- {
+						if c.match(rows[i]) {
+							want = append(want, *rows[i].Serial)
+						}
 					}
 				}
 				f := c.f
@@ -262,8 +273,11 @@ func TestListCertificatesKeyset(t *testing.T) {
 							t.Fatalf("serial %s listed twice", *r.Serial)
 						}
 						seen[*r.Serial] = true
-						if lastID != 0 && r.ID >= lastID {
+						if !byExpiry && lastID != 0 && r.ID >= lastID {
 							t.Fatalf("ids not strictly decreasing: %d after %d", r.ID, lastID)
+						}
+						if byExpiry && lastID != 0 && r.ID <= lastID {
+							t.Fatalf("expiry order: id %d after %d", r.ID, lastID)
 						}
 						lastID = r.ID
 						if r.PEM != "" {
