@@ -45,12 +45,12 @@ type Certificate struct {
 	Profile    string  `gorm:"size:32;not null;index:idx_cert_profile_id,priority:1"`
 	CommonName string  `gorm:"size:255;index:idx_cert_cn_id,priority:1"`
 	// SANs is the JSON array of names as returned by the API.
-	SANs         []string `gorm:"serializer:json;type:text"`
+	SANs         []string `gorm:"column:sans;serializer:json;type:text"`
 	Cluster      string   `gorm:"size:64"`
 	KeyAlgorithm string   `gorm:"size:32"`
 	Status       string   `gorm:"size:16;not null;index:idx_cert_status_id,priority:1;index:idx_cert_status_expiry,priority:1"`
 	NotBefore    time.Time
-	NotAfter     time.Time `gorm:"index:idx_cert_status_expiry,priority:2;index:idx_cert_expiry"`
+	NotAfter     time.Time `gorm:"index:idx_cert_status_expiry,priority:2;index:idx_cert_expiry,priority:1"`
 	PEM          string    `gorm:"type:text"`
 	ARN          string    `gorm:"size:512"`
 	Fingerprint  string    `gorm:"size:64"` // SHA-256 of the DER, hex
