@@ -142,13 +142,8 @@ func (s *Service) handleEvents(a *api.API, w http.ResponseWriter, r *http.Reques
 		}
 		f.PageToken = inner
 	}
-	var rows []store.Event
-	var next string
-	if serial != "" {
-		rows, next, err = s.listEventsBySerial(r, f, serial)
-	} else {
-		rows, next, err = s.o.Store.ListEvents(r.Context(), f)
-	}
+	f.Serial = serial
+	rows, next, err := s.o.Store.ListEvents(r.Context(), f)
 	if errors.Is(err, store.ErrBadPageToken) {
 		a.WriteError(w, r, apierror.Field("page_token", "not a token this server issued"))
 		return
@@ -186,8 +181,4 @@ func fmtTime(t *time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func (s *Service) listEventsBySerial(r *http.Request, f store.EventFilter, serial string) ([]store.Event, string, error) {
-	return s.o.Store.ListEventsForSerial(r.Context(), f, serial)
 }

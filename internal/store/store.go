@@ -449,6 +449,8 @@ func (s *Store) AddEvent(ctx context.Context, ev *Event) error {
 
 // EventFilter selects events.
 type EventFilter struct {
+	// Serial narrows to one certificate (the events table is indexed on it).
+	Serial      string
 	CA          string
 	Type        string
 	Principal   string
@@ -465,6 +467,9 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, string,
 		f.Limit = 100
 	}
 	q := s.db.WithContext(ctx).Model(&Event{})
+	if f.Serial != "" {
+		q = q.Where("serial = ?", f.Serial)
+	}
 	if f.CA != "" {
 		q = q.Where("ca = ?", f.CA)
 	}
