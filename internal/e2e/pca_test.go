@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/ca/pcatest"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/server"
@@ -838,6 +839,10 @@ func TestPCARealChecksOnDouble(t *testing.T) {
 	for _, r := range revs {
 		if r.Reason != "CESSATION_OF_OPERATION" || r.CAArn != arns[r.Role] {
 			t.Errorf("revocation %+v", r)
+		}
+		// PCA wants the serial as colon-separated lower-case hex.
+		if r.RawSerial != ca.ColonSerial(r.Serial) || !strings.Contains(r.RawSerial, ":") {
+			t.Errorf("RevokeCertificate got serial %q, want %q", r.RawSerial, ca.ColonSerial(r.Serial))
 		}
 	}
 }
