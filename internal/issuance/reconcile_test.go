@@ -152,9 +152,13 @@ func rcLostAnswer(t *testing.T, e *rcEnv, cn, key string) store.Certificate {
 	if ae := apierror.As(err); ae.Status != 503 || !ae.Retryable {
 		t.Errorf("client saw %d %s retryable=%v, want a retryable 503", ae.Status, ae.Code, ae.Retryable)
 	}
-	if n := e.dbl.Count(pcatest.OpIssueCertificate); n != 4 {
-		t.Errorf("%d IssueCertificate attempts, want 4 (max_retries 3)", n)
+	// Up to 4 attempts (max_retries 3). A retry on a pooled connection the
+	// double already dropped can fail before it reaches the double, so fewer
+	// may arrive; the faults not consumed must not leak into what follows.
+	if n := e.dbl.Count(pcatest.OpIssueCertificate); n < 2 || n > 4 {
+		t.Errorf("%d IssueCertificate attempts, want 2 to 4 (max_retries 3)", n)
 	}
+	e.dbl.ClearFaults()
 	if n := len(e.dbl.IssuedCerts()); n != 1 {
 		t.Fatalf("double minted %d certificates, want 1 (retries carry the same token)", n)
 	}
