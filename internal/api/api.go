@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"mime"
@@ -387,27 +386,15 @@ func normalizeCN(cn string) string {
 	return cn
 }
 
-func pemAll(certs ...[]byte) []byte {
-	var b bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c})
-	}
-	return b.Bytes()
-}
-
 func (a *API) trustBundle(w http.ResponseWriter, r *http.Request) {
 	roots := a.CAs.Roots()
 	if len(roots) == 0 {
 		a.writeError(w, r, apierror.Unavailable(apierror.CodeCAUnavailable, 5*time.Second, "the root CA certificate is not available yet"))
 		return
 	}
-	var ders [][]byte
-	for _, c := range roots {
-		ders = append(ders, c.Raw)
-	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(pemAll(ders...))
+	_, _ = w.Write([]byte(cacache.PEM(roots...)))
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

@@ -687,6 +687,3 @@ func parseAll(s string) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 }
-
-// ErrUnknownCA is returned for a name outside the configured roles.
-var ErrUnknownCA = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "unknown CA")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"net/http"
 	"time"
@@ -83,8 +82,4 @@ func decodeFailure(s string) error {
 		return apierror.New(http.StatusBadGateway, apierror.CodeUpstream, "the original request failed: %s", s)
 	}
 	return &apierror.Error{Status: f.Status, Code: f.Code, Message: f.Message}
-}
-
-func pemCert(c *x509.Certificate) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
