@@ -34,33 +34,18 @@ type caList struct {
 }
 
 func newCAListCmd(cf *clientFlags) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the configured CAs: status, expiry, chain verdict (GET /v1/cas)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
-			var out caList
-			if _, err := c.Do(cmd.Context(), "GET", "/v1/cas", nil, &out, nil); err != nil {
-				return err
-			}
-			if cf.json {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			return printCATable(cmd.OutOrStdout(), out.CAs)
-		},
-	}
-	cf.register(cmd)
-	return cmd
+	return newCATableCmd(cf, "list", "List the configured CAs: status, expiry, chain verdict (GET /v1/cas)", "GET", "/v1/cas")
 }
 
 func newCARefreshCmd(cf *clientFlags) *cobra.Command {
+	return newCATableCmd(cf, "refresh", "Fetch every CA from the backend now and show the result (POST /v1/cas/refresh; admin)", "POST", "/v1/cas/refresh")
+}
+
+// newCATableCmd is a command that calls one CA endpoint and prints its list.
+func newCATableCmd(cf *clientFlags, use, short, method, path string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "refresh",
-		Short: "Fetch every CA from the backend now and show the result (POST /v1/cas/refresh; admin)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
@@ -68,7 +53,7 @@ func newCARefreshCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			var out caList
-			if _, err := c.Do(cmd.Context(), "POST", "/v1/cas/refresh", nil, &out, nil); err != nil {
+			if _, err := c.Do(cmd.Context(), method, path, nil, &out, nil); err != nil {
 				return err
 			}
 			if cf.json {

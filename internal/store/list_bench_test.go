@@ -159,7 +159,7 @@ func certLoad(ctx context.Context, o store.Options, start time.Time) (*store.Sto
 	if o.Driver == "postgres" {
 		err = copyRows(ctx, db, "certificates", certColumns, benchCerts, row)
 	} else {
-		err = insertRows(ctx, db, "certificates", certColumns, benchCerts, row)
+		err = insertRows(ctx, db, "certificates", certColumns, benchCerts, 20, row)
 	}
 	if err != nil {
 		return nil, err
@@ -220,8 +220,9 @@ func copyRows(ctx context.Context, db *sql.DB, table string, cols []string, n in
 	})
 }
 
-func insertRows(ctx context.Context, db *sql.DB, table string, cols []string, n int, row func(int, *rand.Rand) []any) error {
-	const per = 20
+// insertRows loads n rows into a SQLite table with multi-row INSERTs of per
+// rows, in transactions of 100,000.
+func insertRows(ctx context.Context, db *sql.DB, table string, cols []string, n, per int, row func(int, *rand.Rand) []any) error {
 	stmtSQL := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " +
 		strings.TrimSuffix(strings.Repeat("(?"+strings.Repeat(",?", len(cols)-1)+"),", per), ",")
 	rng := rand.New(rand.NewPCG(7, 9))

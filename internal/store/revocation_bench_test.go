@@ -2,19 +2,14 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/certgate/certgate/internal/servertest"
 	"github.com/certgate/certgate/internal/store"
@@ -115,7 +110,7 @@ func benchLoad(ctx context.Context, o store.Options, start time.Time) (*store.St
 	if err != nil {
 		return nil, 0, err
 	}
-	indexes, err := benchIndexes(ctx, sqlDB, o.Driver)
+	indexes, err := tableIndexes(ctx, sqlDB, o.Driver, "events")
 	if err != nil {
 		return nil, 0, err
 	}
@@ -127,9 +122,9 @@ func benchLoad(ctx context.Context, o store.Options, start time.Time) (*store.St
 	t0 := time.Now()
 	rows := benchRowsFunc(start)
 	if o.Driver == "postgres" {
-		err = benchCopy(ctx, sqlDB, rows)
+		err = copyRows(ctx, sqlDB, "events", benchColumns, benchEvents, rows)
 	} else {
-		err = benchInsert(ctx, sqlDB, rows)
+		err = insertRows(ctx, sqlDB, "events", benchColumns, benchEvents, benchRows, rows)
 	}
 	if err != nil {
 		return nil, 0, err
@@ -146,7 +141,7 @@ func benchLoad(ctx context.Context, o store.Options, start time.Time) (*store.St
 	if sqlDB, err = st.DB().DB(); err != nil {
 		return nil, 0, err
 	}
-	after, err := benchIndexes(ctx, sqlDB, o.Driver)
+	after, err := tableIndexes(ctx, sqlDB, o.Driver, "events")
 	if err != nil {
 		return nil, 0, err
 	}
@@ -171,28 +166,6 @@ func benchLoad(ctx context.Context, o store.Options, start time.Time) (*store.St
 	return st, insert, nil
 }
 
-// benchIndexes lists the events table's secondary indexes.
-func benchIndexes(ctx context.Context, db *sql.DB, driver string) ([]string, error) {
-	q := "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name"
-	if driver == "postgres" {
-		q = "SELECT indexname FROM pg_indexes WHERE tablename = 'events' AND schemaname = current_schema() AND indexname <> 'events_pkey' ORDER BY indexname"
-	}
-	rs, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []string
-	for rs.Next() {
-		var n string
-		if err := rs.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rs.Err()
-}
-
 var benchColumns = []string{"ca", "type", "time", "serial", "principal", "request_id", "source_addr", "outcome", "details"}
 
 // benchRowsFunc generates event n: CAs round-robin, one event every 2.6 s
@@ -207,59 +180,4 @@ func benchRowsFunc(start time.Time) func(n int, rng *rand.Rand) []any {
 		return []any{benchCAs[n%len(benchCAs)], typ, start.Add(time.Duration(n) * step), fmt.Sprintf("%x%016x", rng.Uint64()>>1, rng.Uint64()),
 			"bench", "req-" + strconv.Itoa(n), "10.0.0.1", "success", details}
 	}
-}
-
-func benchCopy(ctx context.Context, db *sql.DB, row func(int, *rand.Rand) []any) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	rng := rand.New(rand.NewPCG(7, 9))
-	return conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		_, err := pc.CopyFrom(ctx, pgx.Identifier{"events"}, benchColumns,
-			pgx.CopyFromSlice(benchEvents, func(i int) ([]any, error) { return row(i, rng), nil }))
-		return err
-	})
-}
-
-func benchInsert(ctx context.Context, db *sql.DB, row func(int, *rand.Rand) []any) error {
-	cols := len(benchColumns)
-	var sb strings.Builder
-	sb.WriteString("INSERT INTO events (" + strings.Join(benchColumns, ", ") + ") VALUES ")
-	for r := 0; r < benchRows; r++ {
-		if r > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString("(?" + strings.Repeat(",?", cols-1) + ")")
-	}
-	rng := rand.New(rand.NewPCG(7, 9))
-	args := make([]any, 0, benchRows*cols)
-	var tx *sql.Tx
-	var stmt *sql.Stmt
-	var err error
-	for i := 0; i < benchEvents; i += benchRows {
-		if i%100_000 == 0 {
-			if tx != nil {
-				if err := tx.Commit(); err != nil {
-					return err
-				}
-			}
-			if tx, err = db.BeginTx(ctx, nil); err != nil {
-				return err
-			}
-			if stmt, err = tx.PrepareContext(ctx, sb.String()); err != nil {
-				return err
-			}
-		}
-		args = args[:0]
-		for r := 0; r < benchRows; r++ {
-			args = append(args, row(i+r, rng)...)
-		}
-		if _, err := stmt.ExecContext(ctx, args...); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
 }
