@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zapcore"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/certgate/certgate/internal/auth"
@@ -309,7 +308,7 @@ func TestTokenNewAgainstServer(t *testing.T) {
 		}
 	}
 
-	logs := renderLogs(t, env)
+	logs := env.RenderedLogs(t)
 	if len(logs) < 8 {
 		t.Fatalf("only %d log entries: is the observer wired?", len(logs))
 	}
@@ -317,7 +316,7 @@ func TestTokenNewAgainstServer(t *testing.T) {
 		t.Fatal("the rendered logs do not show the principal field: the search below would prove nothing")
 	}
 	for what, s := range secrets {
-		for _, needle := range secretNeedles(s) {
+		for _, needle := range servertest.LeakNeedles(s) {
 			for _, l := range logs {
 				if strings.Contains(l, needle) {
 					t.Errorf("the %s appears in the server log: %s", what, l)
@@ -325,43 +324,4 @@ func TestTokenNewAgainstServer(t *testing.T) {
 			}
 		}
 	}
-}
-
-// renderLogs renders every observed entry twice: as the JSON the production
-// encoder writes, and as Go's formatting of message and fields.
-func renderLogs(t *testing.T, env *servertest.Env) []string {
-	t.Helper()
-	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{MessageKey: "msg", LevelKey: "level", NameKey: "logger", CallerKey: "caller",
-		StacktraceKey: "stack", EncodeLevel: zapcore.LowercaseLevelEncoder, EncodeDuration: zapcore.StringDurationEncoder})
-	var out []string
-	for _, e := range env.Logs.All() {
-		buf, err := enc.EncodeEntry(e.Entry, e.Context)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, buf.String(), fmt.Sprintf("%s %s %s %v", e.Message, e.LoggerName, e.Stack, e.ContextMap()))
-		buf.Free()
-	}
-	return out
-}
-
-// secretNeedles is a secret and the pieces of it a leak would show: for PEM,
-// the base64 body joined, and 40-character slices from inside single lines.
-func secretNeedles(s string) []string {
-	b, _ := pem.Decode([]byte(s))
-	if b == nil {
-		return []string{s}
-	}
-	needles := []string{strings.TrimSpace(s)}
-	var body []string
-	for _, l := range strings.Split(s, "\n") {
-		if l == "" || strings.HasPrefix(l, "-----") {
-			continue
-		}
-		body = append(body, l)
-		if len(l) >= 40 {
-			needles = append(needles, l[:40], l[len(l)-40:])
-		}
-	}
-	return append(needles, strings.Join(body, ""))
 }

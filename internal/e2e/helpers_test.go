@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,7 +15,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -128,35 +126,17 @@ func makeCSR(t testing.TB, key crypto.Signer, s csrSpec) string {
 // response (body already read and closed) and the body.
 func call(t testing.TB, env *servertest.Env, method, path string, body []byte, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, env.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+env.Srv.Token)
+	h := map[string]string{"Authorization": "Bearer " + env.Srv.Token}
 	for k, v := range hdr {
 		if v == "" {
-			req.Header.Del(k)
+			delete(h, k)
 			continue
 		}
-		req.Header.Set(k, v)
+		h[k] = v
 	}
-	resp, err := env.Client.HTTP.Do(req)
+	resp, b, err := secDo(t, env, env.Client.HTTP, method, path, body, h)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
 	return resp, b
 }

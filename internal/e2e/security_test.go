@@ -17,7 +17,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -31,8 +30,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap/zapcore"
 
 	"github.com/certgate/certgate/internal/auth"
 	"github.com/certgate/certgate/internal/config"
@@ -1013,50 +1010,6 @@ func TestSecurityAudit(t *testing.T) {
 
 // ---- log scrub ----
 
-// logLines renders every observed entry as the production JSON encoder
-// would, and as Go formats the message and fields.
-func logLines(t testing.TB, env *servertest.Env) []string {
-	t.Helper()
-	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{MessageKey: "msg", LevelKey: "level", NameKey: "logger", CallerKey: "caller",
-		StacktraceKey: "stack", EncodeLevel: zapcore.LowercaseLevelEncoder, EncodeDuration: zapcore.StringDurationEncoder})
-	var out []string
-	for _, e := range env.Logs.All() {
-		buf, err := enc.EncodeEntry(e.Entry, e.Context)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, buf.String(), fmt.Sprintf("%s %s %s %v", e.Message, e.LoggerName, e.Stack, e.ContextMap()))
-		buf.Free()
-	}
-	return out
-}
-
-// leakNeedles is a secret and the forms a leak would show: for PEM the
-// whole text, the base64 body joined, and 40-character slices from inside
-// single lines (start, middle, end); for DER also its hex.
-func leakNeedles(secret string) []string {
-	b, _ := pem.Decode([]byte(secret))
-	if b == nil {
-		return []string{secret}
-	}
-	needles := []string{strings.TrimSpace(secret)}
-	var body []string
-	for _, l := range strings.Split(secret, "\n") {
-		if l == "" || strings.HasPrefix(l, "-----") {
-			continue
-		}
-		body = append(body, l)
-		if len(l) >= 40 {
-			needles = append(needles, l[:40], l[len(l)-40:], l[(len(l)-40)/2:(len(l)-40)/2+40])
-		}
-	}
-	h := hex.EncodeToString(b.Bytes)
-	for i := 0; i+40 <= len(h) && i < 400; i += 120 {
-		needles = append(needles, h[i:i+40])
-	}
-	return append(needles, strings.Join(body, ""))
-}
-
 func TestSecurityLogScrub(t *testing.T) {
 	env, toks := secStart(t)
 	ci := bearer(toks["payments-ci"])
@@ -1137,7 +1090,7 @@ func TestSecurityLogScrub(t *testing.T) {
 		t.Errorf("refresh: %d %s", resp.StatusCode, b)
 	}
 
-	lines := logLines(t, env)
+	lines := env.RenderedLogs(t)
 	all := strings.Join(lines, "\n")
 	// The renderer shows fields: otherwise the search below proves nothing.
 	for _, must := range []string{`"principal":"payments-ci"`, `"principal":"admin"`, `"status":401`, `"status":403`} {
@@ -1146,7 +1099,7 @@ func TestSecurityLogScrub(t *testing.T) {
 		}
 	}
 	for what, s := range secrets {
-		for _, needle := range leakNeedles(s) {
+		for _, needle := range servertest.LeakNeedles(s) {
 			for _, l := range lines {
 				if strings.Contains(l, needle) {
 					t.Errorf("the %s appears in a log entry (%q): %.600s", what, needle, l)
