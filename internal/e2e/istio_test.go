@@ -672,13 +672,13 @@ func istioHandshake(t *testing.T, srv, cli *istioWorkloadID, crls map[string]*x5
 	return clientErr, <-done
 }
 
-// istioSkipIfNoRoute skips only when the server answered 404 "no route":
-// the endpoint is being built concurrently and is not wired in yet.
+// istioSkipIfNoRoute fails the test when the server answered 404 "no route":
+// the endpoint is not wired in: a failure, not a skip.
 func istioSkipIfNoRoute(t *testing.T, err error, what string) {
 	t.Helper()
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.Status == http.StatusNotFound && strings.HasPrefix(ce.Body.Message, "no route") {
-		t.Skipf("%s is not served yet (404 %q): skipping the revocation part", what, ce.Body.Message)
+		t.Fatalf("%s is not served (404 %q)", what, ce.Body.Message)
 	}
 }
 
