@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -10,6 +12,7 @@ import (
 
 func newBenchCmd(cf *clientFlags) *cobra.Command {
 	var o bench.Options
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Drive issuance load against a server (or --in-process) and print throughput and latency",
@@ -17,6 +20,19 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			rep := &bench.Report{}
+			if cpuProfile != "" {
+				// The load generator shares the machine it measures; its own
+				// profile shows what it costs.
+				f, ferr := os.Create(cpuProfile)
+				if ferr != nil {
+					return ferr
+				}
+				defer f.Close()
+				if ferr := pprof.StartCPUProfile(f); ferr != nil {
+					return ferr
+				}
+				defer pprof.StopCPUProfile()
+			}
 			if o.InProcess {
 				rep, err = bench.Run(cmd.Context(), nil, o)
 			} else {
@@ -48,5 +64,6 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&o.ServerKeys, "server-keys", false, "let the server generate keys instead of sending CSRs")
 	cmd.Flags().BoolVar(&o.InProcess, "in-process", false, "sign in this process with no server: the ceiling to compare against")
 	cmd.Flags().IntVar(&o.CSRPool, "csrs", 64, "distinct pre-generated CSRs")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write this process's CPU profile to FILE")
 	return cmd
 }

@@ -84,6 +84,7 @@ type Store interface {
 	SetARN(ctx context.Context, id uint64, arn string) error
 	Finish(ctx context.Context, c *store.Certificate, ev *store.Event) error
 	InsertFinal(ctx context.Context, c *store.Certificate, ev *store.Event) error
+	ExpectWrite(ctx context.Context) (context.Context, func())
 	GetByIdempotencyKey(ctx context.Context, requester, key string) (*store.Certificate, error)
 	AddEvent(ctx context.Context, ev *store.Event) error
 }
@@ -138,6 +139,14 @@ type prepared struct {
 }
 
 func (s *Service) issue(ctx context.Context, c Caller, req Request) (*Result, error) {
+	if s.Backend.Kind() == "local" && c.IdempotencyKey == "" {
+		// This request will write its row within a millisecond or so (the
+		// local CA signs in process): a write batch committing meanwhile
+		// may wait for it and share one commit.
+		var done func()
+		ctx, done = s.Store.ExpectWrite(ctx)
+		defer done()
+	}
 	p, err := s.validate(req)
 	if err != nil {
 		s.refused(ctx, c, req.Profile, "", err)

@@ -57,3 +57,14 @@ func New() *Metrics {
 		m.CAExpiry, m.CAChainValid, m.PCACalls, m.PCAPolls, m.RateLimited)
 	return m
 }
+
+// WatchWrites exports the database writer's counters: writes over
+// transactions is how many writes share a commit (group commit).
+func (m *Metrics) WatchWrites(stats func() (writes, transactions int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "certgate_db_writes_total", Help: "Database writes run by the group-commit writer."},
+			func() float64 { w, _ := stats(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "certgate_db_write_transactions_total", Help: "Transactions the group-commit writer committed or rolled back; writes_total / this = writes per commit."},
+			func() float64 { _, t := stats(); return float64(t) }),
+	)
+}

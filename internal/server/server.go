@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.Store = st
+	s.Metrics.WatchWrites(st.WriteStats)
 	if err := s.buildBackend(ctx, o); err != nil {
 		st.Close()
 		return nil, err

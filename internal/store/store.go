@@ -45,6 +45,9 @@ type Options struct {
 	DataDir      string
 	MaxOpenConns int
 	Now          func() time.Time // injected clock for timestamps
+	// WriteLinger is how long a write batch waits for announced writes
+	// (ExpectWrite); 0 means the default (2 ms), negative turns it off.
+	WriteLinger time.Duration
 }
 
 // Open connects and migrates the schema.
@@ -106,7 +109,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			db = wdb
 		}
 		s := &Store{db: db, wdb: wdb, driver: "sqlite"}
-		return s.start(ctx)
+		return s.start(ctx, o.WriteLinger)
 	case "postgres":
 		db, err = gorm.Open(postgres.Open(o.DSN), gcfg)
 		if err != nil {
@@ -127,16 +130,35 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("unknown database driver %q", o.Driver)
 	}
 	s := &Store{db: db, wdb: db, driver: o.Driver}
-	return s.start(ctx)
+	return s.start(ctx, o.WriteLinger)
 }
 
-func (s *Store) start(ctx context.Context) (*Store, error) {
+func (s *Store) start(ctx context.Context, linger time.Duration) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	s.w = newWriter(s.wdb)
+	if linger == 0 {
+		linger = defaultLinger
+	}
+	s.w = newWriter(s.wdb, linger)
 	return s, nil
+}
+
+// ExpectWrite announces that the caller will write soon (it is signing), so
+// a write batch committing meanwhile waits briefly to take that write along.
+// The returned context carries the announcement to the write; call the
+// returned func when done (it is safe to call more than once and after the
+// write), so a request that fails before writing does not keep a batch
+// waiting.
+func (s *Store) ExpectWrite(ctx context.Context) (context.Context, func()) {
+	return s.w.announce(ctx)
+}
+
+// WriteStats is how many writes the group-commit writer has run, and in how
+// many transactions: their ratio is how well commits are shared.
+func (s *Store) WriteStats() (writes, transactions int64) {
+	return s.w.writes.Load(), s.w.batches.Load()
 }
 
 func (s *Store) migrate(ctx context.Context) error {
