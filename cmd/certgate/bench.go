@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +16,7 @@ import (
 
 func newBenchCmd(cf *clientFlags) *cobra.Command {
 	var o bench.Options
-	var cpuProfile string
+	var cpuProfile, serveBaseline string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Drive issuance load against a server (or --in-process) and print throughput and latency",
@@ -33,7 +37,17 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			if o.InProcess {
+			if serveBaseline != "" {
+				ln, lerr := net.Listen("tcp", serveBaseline)
+				if lerr != nil {
+					return lerr
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "plain-HTTP baseline signer on http://%s (no TLS, auth or database)\n", ln.Addr())
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return bench.ServeBaseline(ctx, ln, o)
+			}
+			if o.InProcess || o.Baseline {
 				rep, err = bench.Run(cmd.Context(), nil, o)
 			} else {
 				c, cerr := cf.client()
@@ -63,7 +77,9 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 	cmd.Flags().StringVar(&o.KeyType, "key-type", "ecdsa-p256", "ecdsa-p256 or rsa-2048")
 	cmd.Flags().BoolVar(&o.ServerKeys, "server-keys", false, "let the server generate keys instead of sending CSRs")
 	cmd.Flags().BoolVar(&o.InProcess, "in-process", false, "sign in this process with no server: the ceiling to compare against")
+	cmd.Flags().BoolVar(&o.Baseline, "baseline", false, "drive a plain-HTTP signer started in this process (no TLS, auth or database): what bare HTTP costs")
 	cmd.Flags().IntVar(&o.CSRPool, "csrs", 64, "distinct pre-generated CSRs")
+	cmd.Flags().StringVar(&serveBaseline, "serve-baseline", "", "only serve the plain-HTTP baseline signer on ADDR until interrupted, to drive it from another process")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write this process's CPU profile to FILE")
 	return cmd
 }

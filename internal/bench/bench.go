@@ -38,7 +38,11 @@ type Options struct {
 	KeyType     string // ecdsa-p256 | rsa-2048
 	ServerKeys  bool   // let the server generate keys (no CSR)
 	InProcess   bool
-	CSRPool     int // distinct pre-generated CSRs
+	// Baseline drives a plain-HTTP signer started in this process (no TLS,
+	// no auth, no database: the in-process work behind net/http and JSON)
+	// with the same checking client, to show what bare HTTP costs here.
+	Baseline bool
+	CSRPool  int // distinct pre-generated CSRs
 }
 
 // Report is what a run measured.
@@ -98,7 +102,7 @@ func pregenerate(n int, keyType string) ([]work, error) {
 	return out, nil
 }
 
-// Run drives the load. c is nil for InProcess.
+// Run drives the load. c is nil for InProcess and Baseline.
 func Run(ctx context.Context, c *client.Client, o Options) (*Report, error) {
 	if o.Concurrency < 1 {
 		o.Concurrency = 1
@@ -124,10 +128,19 @@ func Run(ctx context.Context, c *client.Client, o Options) (*Report, error) {
 	}
 	var one func(ctx context.Context, i int) error
 	mode := "server"
-	if o.InProcess {
+	switch {
+	case o.InProcess:
 		mode = "in-process"
 		one, err = inProcess(o, pool)
-	} else {
+	case o.Baseline:
+		mode = "plain-http-baseline"
+		var stop func()
+		if c, stop, err = startBaseline(o); err != nil {
+			return nil, err
+		}
+		defer stop()
+		one, err = overHTTP(ctx, c, o, pool)
+	default:
 		one, err = overHTTP(ctx, c, o, pool)
 	}
 	if err != nil {
@@ -225,7 +238,7 @@ func overHTTP(ctx context.Context, c *client.Client, o Options, pool []work) (fu
 			w = pool[i%len(pool)]
 			req.CSR = w.csrPEM
 		}
-		var res issuance.Result
+		var res issued
 		if _, err := c.Do(ctx, "POST", "/v1/certificates", req, &res, nil); err != nil {
 			return err
 		}
@@ -233,8 +246,17 @@ func overHTTP(ctx context.Context, c *client.Client, o Options, pool []work) (fu
 	}, nil
 }
 
+// issued is the part of the issuance response the checks read: decoding
+// only these fields keeps the load generator's own cost down on the machine
+// it measures.
+type issued struct {
+	Certificate string `json:"certificate"`
+	Chain       string `json:"chain"`
+	PrivateKey  string `json:"private_key"`
+}
+
 // check parses the leaf, matches its key and verifies it to the root.
-func check(res *issuance.Result, pub crypto.PublicKey, anchors *anchorCache) error {
+func check(res *issued, pub crypto.PublicKey, anchors *anchorCache) error {
 	b, _ := pem.Decode([]byte(res.Certificate))
 	if b == nil {
 		return errors.New("no certificate PEM in the response")
@@ -313,6 +335,40 @@ func (a *anchorCache) forChain(chainPEM string) (*x509.CertPool, error) {
 // inProcess is the ceiling: the same CSR checks and x509.CreateCertificate
 // with an in-memory CA, no HTTP, no auth, no database.
 func inProcess(o Options, pool []work) (func(context.Context, int) error, error) {
+	sign, err := newCeilingSigner(o)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ context.Context, i int) error {
+		csrPEM := ""
+		if !o.ServerKeys {
+			csrPEM = pool[i%len(pool)].csrPEM
+		}
+		_, err := sign(csrPEM, o.KeyType)
+		return err
+	}, nil
+}
+
+// ceilingSigner does the signing work of one request with an in-memory CA:
+// with a CSR, parse it, check its signature, key and names; without, generate
+// a key of keyType. It returns the certificate's DER.
+type ceilingSigner func(csrPEM, keyType string) (signed, error)
+
+type signed struct {
+	der   []byte
+	names *validation.Names
+	tmpl  *x509.Certificate
+	priv  crypto.Signer // the generated key, without a CSR
+}
+
+// ceilingCA is the in-memory CA of the in-process and baseline modes.
+type ceilingCA struct {
+	issuer *x509.Certificate
+	key    crypto.Signer
+	root   *x509.Certificate
+}
+
+func openCeilingCA() (*ceilingCA, error) {
 	dir, err := os.MkdirTemp("", "certgate-bench-ca-")
 	if err != nil {
 		return nil, err
@@ -323,53 +379,61 @@ func inProcess(o Options, pool []work) (func(context.Context, int) error, error)
 		return nil, err
 	}
 	issuerCert, issuerKey, _ := local.Signer(ca.ServerCA)
+	return &ceilingCA{issuer: issuerCert, key: issuerKey, root: local.Root()}, nil
+}
+
+func newCeilingSigner(o Options) (ceilingSigner, error) {
+	cca, err := openCeilingCA()
+	if err != nil {
+		return nil, err
+	}
+	return cca.signer(o)
+}
+
+func (cca *ceilingCA) signer(o Options) (ceilingSigner, error) {
 	prof := ca.DefaultProfiles(0)[o.Profile]
 	if prof == nil {
 		return nil, fmt.Errorf("unknown profile %q", o.Profile)
 	}
-	return func(_ context.Context, i int) error {
+	return func(csrPEM, keyType string) (signed, error) {
 		var pub crypto.PublicKey
 		var names *validation.Names
-		if o.ServerKeys {
-			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if o.KeyType == issuance.KeyRSA2048 {
-				var rk *rsa.PrivateKey
-				rk, err = rsa.GenerateKey(rand.Reader, 2048)
-				if err != nil {
-					return err
-				}
-				pub = rk.Public()
+		var k crypto.Signer
+		if csrPEM == "" {
+			var err error
+			if keyType == issuance.KeyRSA2048 {
+				k, err = rsa.GenerateKey(rand.Reader, 2048)
 			} else {
-				if err != nil {
-					return err
-				}
-				pub = k.Public()
+				k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			}
+			if err != nil {
+				return signed{}, err
+			}
+			pub = k.Public()
 			names = &validation.Names{CommonName: "bench.certgate.internal", DNS: []string{"bench.certgate.internal"}}
 		} else {
-			w := pool[i%len(pool)]
-			csr, err := validation.ParseCSR(w.csrPEM)
+			csr, err := validation.ParseCSR(csrPEM)
 			if err != nil {
-				return err
+				return signed{}, err
 			}
 			if err := validation.CheckKey("csr", csr.PublicKey); err != nil {
-				return err
+				return signed{}, err
 			}
 			if names, err = validation.NamesFromCSR(csr, prof.AllowWildcard); err != nil {
-				return err
+				return signed{}, err
 			}
 			pub = csr.PublicKey
 		}
 		serial, err := ca.NewSerial()
 		if err != nil {
-			return err
+			return signed{}, err
 		}
 		now := time.Now()
 		tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: names.CommonName}, DNSNames: names.DNS,
 			NotBefore: now.Add(-ca.Backdate), NotAfter: now.Add(prof.MaxValidity - ca.Backdate), KeyUsage: prof.KeyUsage,
 			ExtKeyUsage: prof.ExtKeyUsage, BasicConstraintsValid: true}
-		_, err = x509.CreateCertificate(rand.Reader, tmpl, issuerCert, pub, issuerKey)
-		return err
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, cca.issuer, pub, cca.key)
+		return signed{der: der, names: names, tmpl: tmpl, priv: k}, err
 	}, nil
 }
 
