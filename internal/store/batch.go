@@ -36,10 +36,10 @@ type writer struct {
 }
 
 type writeOp struct {
-	ctx  context.Context
-	fn   func(tx *gorm.DB) error
-	err  chan error
-	used bool
+	ctx context.Context
+	fn  func(tx *gorm.DB) error
+	err chan error
+	a   *announcement // the write the caller announced, if any
 }
 
 const (
@@ -69,13 +69,22 @@ type announcementKey struct{}
 
 // withdraw is idempotent: the write was queued, or will never come.
 func (a *announcement) withdraw() {
-	if a.once.CompareAndSwap(false, true) {
-		a.w.coming.Add(-1)
+	if a.settle() {
 		select {
 		case a.w.wake <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// settle removes the announcement from the count once; the writer calls it
+// on taking the op, so a batch never waits for a write it already holds.
+func (a *announcement) settle() bool {
+	if a != nil && a.once.CompareAndSwap(false, true) {
+		a.w.coming.Add(-1)
+		return true
+	}
+	return false
 }
 
 func (w *writer) announce(ctx context.Context) (context.Context, func()) {
@@ -86,11 +95,11 @@ func (w *writer) announce(ctx context.Context) (context.Context, func()) {
 
 // do runs fn in a batch and waits for its commit.
 func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	op := &writeOp{ctx: ctx, fn: fn, err: make(chan error, 1)}
 	a, _ := ctx.Value(announcementKey{}).(*announcement)
 	if a != nil && a.w != w {
 		a = nil
 	}
+	op := &writeOp{ctx: ctx, fn: fn, err: make(chan error, 1), a: a}
 	select {
 	case w.ops <- op:
 	case <-w.quit:
@@ -98,8 +107,8 @@ func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Withdrawn only once queued, so a lingering batch sees the op before
-	// it sees the count drop.
+	// Withdrawn only once queued (if the writer has not already taken it),
+	// so a lingering batch sees the op before it sees the count drop.
 	if a != nil {
 		a.withdraw()
 	}
@@ -117,12 +126,14 @@ func (w *writer) loop() {
 			w.drainClosed()
 			return
 		case op := <-w.ops:
+			op.a.settle()
 			batch = append(batch[:0], op)
 		}
 	fill:
 		for len(batch) < maxBatch {
 			select {
 			case op := <-w.ops:
+				op.a.settle()
 				batch = append(batch, op)
 			default:
 				break fill
@@ -146,6 +157,7 @@ func (w *writer) hold(batch []*writeOp) []*writeOp {
 	for len(batch) < maxBatch && w.coming.Load() > 0 {
 		select {
 		case op := <-w.ops:
+			op.a.settle()
 			batch = append(batch, op)
 		case <-w.wake:
 		case <-t.C:
