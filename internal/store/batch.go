@@ -31,7 +31,7 @@ type writer struct {
 	coming atomic.Int64  // writes announced and not yet queued
 	wake   chan struct{} // an announced write was queued or withdrawn
 
-	batches atomic.Int64 // transactions run, for tests and metrics
+	batches atomic.Int64 // transactions run (a failed batch's retries included), for tests and metrics
 	writes  atomic.Int64 // writes run
 }
 
@@ -40,6 +40,10 @@ type writeOp struct {
 	fn  func(tx *gorm.DB) error
 	err chan error
 	a   *announcement // the write the caller announced, if any
+	// final, when set, is the same write as fn in a form a batch can merge
+	// with others into one multi-row INSERT; fn alone is used when the op
+	// runs by itself.
+	final *finalWrite
 }
 
 const (
@@ -95,11 +99,17 @@ func (w *writer) announce(ctx context.Context) (context.Context, func()) {
 
 // do runs fn in a batch and waits for its commit.
 func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return w.doOp(ctx, &writeOp{fn: fn})
+}
+
+// doOp queues op (fn, and final when it is a final-row insert) and waits for
+// its commit.
+func (w *writer) doOp(ctx context.Context, op *writeOp) error {
 	a, _ := ctx.Value(announcementKey{}).(*announcement)
 	if a != nil && a.w != w {
 		a = nil
 	}
-	op := &writeOp{ctx: ctx, fn: fn, err: make(chan error, 1), a: a}
+	op.ctx, op.err, op.a = ctx, make(chan error, 1), a
 	select {
 	case w.ops <- op:
 	case <-w.quit:
@@ -140,7 +150,6 @@ func (w *writer) loop() {
 			}
 		}
 		batch = w.hold(batch)
-		w.batches.Add(1)
 		w.writes.Add(int64(len(batch)))
 		w.run(batch)
 	}
@@ -170,6 +179,7 @@ func (w *writer) hold(batch []*writeOp) []*writeOp {
 }
 
 func (w *writer) run(batch []*writeOp) {
+	w.batches.Add(1)
 	if len(batch) == 1 {
 		op := batch[0]
 		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
@@ -180,10 +190,18 @@ func (w *writer) run(batch []*writeOp) {
 	// no longer pending — the whole batch rolls back and each op runs again
 	// alone, so one op's failure never touches another's outcome.
 	err := w.db.Transaction(func(tx *gorm.DB) error {
+		var finals []*finalWrite
 		for _, op := range batch {
+			if op.final != nil {
+				finals = append(finals, op.final)
+				continue
+			}
 			if err := op.fn(tx); err != nil {
 				return err
 			}
+		}
+		if len(finals) > 0 {
+			return insertFinals(tx, finals)
 		}
 		return nil
 	})
@@ -193,6 +211,7 @@ func (w *writer) run(batch []*writeOp) {
 		}
 		return
 	}
+	w.batches.Add(int64(len(batch)))
 	for _, op := range batch {
 		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
 	}

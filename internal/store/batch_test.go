@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -28,10 +29,18 @@ func lingering(t *testing.T, f func(t *testing.T, s *store.Store)) {
 	})
 }
 
+// final is an issued row whose every value depends on its serial, so rows
+// merged into one INSERT could not swap values unnoticed.
 func final(serial string) (*store.Certificate, *store.Event) {
-	c := pending(serial, "alice")
+	c := pending(serial, "alice-"+serial)
 	c.Status = store.StatusIssued
-	return c, &store.Event{CA: c.CA, Type: store.EventIssued, Serial: serial}
+	c.CommonName = serial + ".example.com"
+	c.SANs = []string{serial + ".example.com"}
+	c.PEM = "pem of " + serial
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.NotBefore = base.Add(time.Duration(len(serial)) * time.Hour)
+	c.NotAfter = c.NotBefore.Add(time.Duration(serial[len(serial)-1]) * time.Minute)
+	return c, &store.Event{CA: c.CA, Type: store.EventIssued, Serial: serial, Principal: "alice-" + serial}
 }
 
 func insertAsync(s *store.Store, ctx context.Context, serial string) <-chan error {
@@ -80,13 +89,23 @@ func TestGroupCommitTakesAnnouncedWritesAlong(t *testing.T) {
 		if w1-w0 != 2 || tx1-tx0 != 1 {
 			t.Fatalf("%d writes in %d transactions, want 2 in 1 (the announced write shares the commit)", w1-w0, tx1-tx0)
 		}
+		// Merged into one multi-row INSERT per table, each row and event
+		// still has exactly its own values.
 		for _, serial := range []string{"a1", "a2"} {
-			if c, err := s.GetBySerial(ctx, serial); err != nil || c.Status != store.StatusIssued {
-				t.Fatalf("%s: %+v, %v", serial, c, err)
+			want, _ := final(serial)
+			got, err := s.GetBySerial(ctx, serial)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if n := countEvents(t, s, "serial IN ?", []string{"a1", "a2"}); n != 2 {
-			t.Fatalf("%d events, want 2", n)
+			if got.Status != store.StatusIssued || got.CommonName != want.CommonName || got.Requester != want.Requester ||
+				!got.NotBefore.Equal(want.NotBefore) || !got.NotAfter.Equal(want.NotAfter) || got.PEM != want.PEM ||
+				fmt.Sprint(got.SANs) != fmt.Sprint(want.SANs) || got.CreatedAt.IsZero() {
+				t.Fatalf("%s: stored %+v, want %+v", serial, got, want)
+			}
+			var ev store.Event
+			if err := s.DB().Where("serial = ?", serial).Take(&ev).Error; err != nil || ev.Type != store.EventIssued || ev.CA != "server-ca" || ev.Principal != "alice-"+serial {
+				t.Fatalf("%s: event %+v, %v", serial, ev, err)
+			}
 		}
 	})
 }
@@ -114,5 +133,67 @@ func TestGroupCommitDoesNotWaitWithoutAnnouncements(t *testing.T) {
 		actx, done := s.ExpectWrite(ctx)
 		defer done()
 		committed(t, insertAsync(s, actx, "c9"))
+	})
+}
+
+// A merged batch that breaks a uniqueness rule is rolled back and each write
+// runs alone: the duplicate gets ErrConflict, the other write is not lost.
+func TestGroupCommitMergedConflictIsolated(t *testing.T) {
+	lingering(t, func(t *testing.T, s *store.Store) {
+		committed(t, insertAsync(s, ctx, "dup"))
+		actx, done := s.ExpectWrite(ctx)
+		defer done()
+		dup := insertAsync(s, ctx, "dup")
+		stillWaiting(t, dup)
+		pend := make(chan error, 1)
+		go func() { pend <- s.CreatePending(actx, pending("", "bob")) }()
+		committed(t, pend)
+		select {
+		case err := <-dup:
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("duplicate serial: %v, want ErrConflict", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the duplicate never returned")
+		}
+		if n := countEvents(t, s, "serial = ?", "dup"); n != 1 {
+			t.Fatalf("%d events for the serial, want 1 (the loser's rolled back)", n)
+		}
+		var rows int64
+		if err := s.DB().Model(&store.Certificate{}).Where("requester = ? AND status = ?", "bob", store.StatusPending).Count(&rows).Error; err != nil || rows != 1 {
+			t.Fatalf("%d pending rows for bob (%v), want 1", rows, err)
+		}
+	})
+}
+
+// Final rows merge with each other while other writes in the same batch run
+// as they are.
+func TestGroupCommitMergesFinalsAmongOtherWrites(t *testing.T) {
+	lingering(t, func(t *testing.T, s *store.Store) {
+		w0, tx0 := s.WriteStats()
+		actx, done := s.ExpectWrite(ctx)
+		defer done()
+		var waits []<-chan error
+		for i := range 5 {
+			w := insertAsync(s, ctx, fmt.Sprintf("m%d", i))
+			waits = append(waits, w)
+		}
+		p := make(chan error, 1)
+		go func() { p <- s.CreatePending(ctx, pending("", "carol")) }()
+		waits = append(waits, p)
+		for _, w := range waits {
+			stillWaiting(t, w)
+		}
+		waits = append(waits, insertAsync(s, actx, "m9"))
+		for _, w := range waits {
+			committed(t, w)
+		}
+		w1, tx1 := s.WriteStats()
+		if w1-w0 != 7 || tx1-tx0 != 1 {
+			t.Fatalf("%d writes in %d transactions, want 7 in 1", w1-w0, tx1-tx0)
+		}
+		if n := countEvents(t, s, "serial LIKE ?", "m%"); n != 6 {
+			t.Fatalf("%d events, want 6", n)
+		}
 	})
 }

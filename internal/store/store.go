@@ -272,29 +272,55 @@ func (s *Store) Finish(ctx context.Context, c *Certificate, ev *Event) error {
 }
 
 // InsertFinal writes a finished (issued or failed) row and its event in one
-// transaction: the path of a CA that signs in this process.
+// transaction: the path of a CA that signs in this process. Final rows that
+// meet in one write batch go in as one multi-row INSERT per table, so the
+// batch pays one statement (one parse on SQLite, one round trip on
+// PostgreSQL) per table instead of one per row.
 func (s *Store) InsertFinal(ctx context.Context, c *Certificate, ev *Event) error {
-	err := s.w.do(ctx, func(tx *gorm.DB) error {
-		// Plain prepared INSERTs: this is the hot path of every local-CA
-		// issuance, and GORM's reflective Create (with RETURNING) cost more
-		// than the SQL itself. The caller does not need the row id.
-		now := tx.NowFunc()
+	f := &finalWrite{c: c, ev: ev}
+	err := s.w.doOp(ctx, &writeOp{fn: func(tx *gorm.DB) error { return insertFinals(tx, []*finalWrite{f}) }, final: f})
+	if isUniqueViolation(err) {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	return err
+}
+
+// finalWrite is one InsertFinal: a row and its optional event.
+type finalWrite struct {
+	c  *Certificate
+	ev *Event
+}
+
+const (
+	insertCertSQL = `INSERT INTO certificates (serial, ca, profile, common_name, sans, cluster, key_algorithm, status, not_before, not_after,
+		pem, arn, fingerprint, requester, idempotency_key, idem_requester, request_hash, idempotency_token, request_id, failure_reason, csr,
+		created_at, updated_at) VALUES `
+	certTuple      = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertEventSQL = `INSERT INTO events (ca, type, time, serial, principal, request_id, source_addr, outcome, details) VALUES `
+	eventTuple     = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// insertFinals writes the rows and events of fs with plain INSERTs: this is
+// the hot path of every local-CA issuance, and GORM's reflective Create
+// (with RETURNING) cost more than the SQL itself. No caller needs the ids.
+func insertFinals(tx *gorm.DB, fs []*finalWrite) error {
+	now := tx.NowFunc()
+	certArgs := make([]any, 0, 23*len(fs))
+	var eventArgs []any
+	events := 0
+	for _, f := range fs {
+		c := f.c
 		sans, err := json.Marshal(c.SANs)
 		if err != nil {
 			return err
 		}
-		if c.SANs == nil {
-			sans = []byte("null")
-		}
-		if err := tx.Exec(insertCertSQL, c.Serial, c.CA, c.Profile, c.CommonName, string(sans), c.Cluster, c.KeyAlgorithm, c.Status,
+		certArgs = append(certArgs, c.Serial, c.CA, c.Profile, c.CommonName, string(sans), c.Cluster, c.KeyAlgorithm, c.Status,
 			c.NotBefore.UTC(), c.NotAfter.UTC(), c.PEM, c.ARN, c.Fingerprint, c.Requester, c.IdempotencyKey, c.IdemRequester,
-			c.RequestHash, c.IdempotencyToken, c.RequestID, c.FailureReason, c.CSR, now, now).Error; err != nil {
-			return err
+			c.RequestHash, c.IdempotencyToken, c.RequestID, c.FailureReason, c.CSR, now, now)
+		if f.ev == nil {
+			continue
 		}
-		c.CreatedAt, c.UpdatedAt = now, now
-		if ev == nil {
-			return nil
-		}
+		ev := f.ev
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
@@ -302,19 +328,47 @@ func (s *Store) InsertFinal(ctx context.Context, c *Certificate, ev *Event) erro
 		if err != nil {
 			return err
 		}
-		return tx.Exec(insertEventSQL, ev.CA, ev.Type, ev.Time.UTC(), ev.Serial, ev.Principal, ev.RequestID, ev.SourceAddr, ev.Outcome, string(details)).Error
-	})
-	if isUniqueViolation(err) {
-		return fmt.Errorf("%w: %v", ErrConflict, err)
+		eventArgs = append(eventArgs, ev.CA, ev.Type, ev.Time.UTC(), ev.Serial, ev.Principal, ev.RequestID, ev.SourceAddr, ev.Outcome, string(details))
+		events++
 	}
-	return err
+	if err := tx.Exec(tuples(insertCertSQL, certTuple, len(fs)), certArgs...).Error; err != nil {
+		return err
+	}
+	for _, f := range fs {
+		f.c.CreatedAt, f.c.UpdatedAt = now, now
+	}
+	if events == 0 {
+		return nil
+	}
+	return tx.Exec(tuples(insertEventSQL, eventTuple, events), eventArgs...).Error
 }
 
-const (
-	insertCertSQL = `INSERT INTO certificates (serial, ca, profile, common_name, sans, cluster, key_algorithm, status, not_before, not_after,
-		pem, arn, fingerprint, requester, idempotency_key, idem_requester, request_hash, idempotency_token, request_id, failure_reason, csr,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertEventSQL = `INSERT INTO events (ca, type, time, serial, principal, request_id, source_addr, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// tuples builds "INSERT … VALUES (…), (…)" for n rows; the one-row forms,
+// by far the most frequent, are built once.
+func tuples(head, tuple string, n int) string {
+	if n == 1 {
+		switch head {
+		case insertCertSQL:
+			return oneCertSQL
+		case insertEventSQL:
+			return oneEventSQL
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(head) + n*(len(tuple)+2))
+	b.WriteString(head)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(tuple)
+	}
+	return b.String()
+}
+
+var (
+	oneCertSQL  = insertCertSQL + certTuple
+	oneEventSQL = insertEventSQL + eventTuple
 )
 
 // GetBySerial finds a certificate by its canonical serial.
