@@ -63,6 +63,9 @@ type Database struct {
 	DSN    string `yaml:"dsn"`
 	// MaxOpenConns sizes the PostgreSQL pool; SQLite picks its own.
 	MaxOpenConns int `yaml:"max_open_conns"`
+	// WriteLinger is how long a write batch may wait for local-CA requests
+	// that are signing, to share one commit with them; 0 turns it off.
+	WriteLinger Duration `yaml:"write_linger"`
 }
 
 type AWSPCA struct {
@@ -111,7 +114,7 @@ func Default() *Config {
 	return &Config{
 		Listen:          "127.0.0.1:8443",
 		DataDir:         "./certgate-data",
-		Database:        Database{Driver: "sqlite", MaxOpenConns: 16},
+		Database:        Database{Driver: "sqlite", MaxOpenConns: 16, WriteLinger: Duration(2 * time.Millisecond)},
 		Backend:         "local",
 		CACacheTTL:      Duration(time.Hour),
 		CACacheRetry:    Duration(30 * time.Second),
@@ -170,6 +173,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("database.driver %q: want sqlite or postgres", c.Database.Driver)
+	}
+	if l := c.Database.WriteLinger; l < 0 || l > Duration(100*time.Millisecond) {
+		return fmt.Errorf("database.write_linger %s: want 0 (off) to 100ms", l.D())
 	}
 	switch c.Backend {
 	case "local":

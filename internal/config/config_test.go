@@ -134,6 +134,7 @@ auth:
 		{"database.driver", cfg.Database.Driver, "postgres"},
 		{"database.dsn", cfg.Database.DSN, "postgres://certgate@db:5432/certgate"},
 		{"database.max_open_conns (default kept)", cfg.Database.MaxOpenConns, 16},
+		{"database.write_linger (default kept)", cfg.Database.WriteLinger.D(), 2 * time.Millisecond},
 		{"backend", cfg.Backend, "aws-pca"},
 		{"aws_pca.region", cfg.AWSPCA.Region, "eu-west-1"},
 		{"aws_pca.istio_ca_arn", cfg.AWSPCA.IstioCAArn, "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/istio"},
@@ -181,6 +182,7 @@ aws_pca: {region: eu-west-1, templates: {client: FromFile}}
 		"CERTGATE_AWS_PCA_MAX_RETRIES=7",
 		"CERTGATE_AUTH_BOOTSTRAP_ADMIN=false",
 		"CERTGATE_DATABASE_MAX_OPEN_CONNS=4",
+		"CERTGATE_DATABASE_WRITE_LINGER=0s",
 		"CERTGATE_AUTH_PRINCIPALS=[{name: ci, token_sha256: " + strings.Repeat("0f", 32) + ", operations: [issue], profiles: [server], allow: ['*.ci.example.com'], max_validity: 24h}]",
 		"PATH=/usr/bin",
 	}
@@ -205,6 +207,7 @@ aws_pca: {region: eu-west-1, templates: {client: FromFile}}
 		{"CERTGATE_AWS_PCA_MAX_RETRIES int", cfg.AWSPCA.MaxRetries, 7},
 		{"CERTGATE_AUTH_BOOTSTRAP_ADMIN bool", cfg.Auth.BootstrapAdmin, false},
 		{"CERTGATE_DATABASE_MAX_OPEN_CONNS", cfg.Database.MaxOpenConns, 4},
+		{"CERTGATE_DATABASE_WRITE_LINGER=0s turns it off", cfg.Database.WriteLinger.D(), time.Duration(0)},
 		{"principals from env", len(cfg.Auth.Principals), 1},
 	}
 	for _, c := range checks {
@@ -246,6 +249,8 @@ func TestRefused(t *testing.T) {
 		{name: "bad driver from env", env: []string{"CERTGATE_DATABASE_DRIVER=oracle"}, want: "oracle"},
 		{name: "postgres without dsn", file: "database: {driver: postgres}\n", want: "dsn"},
 		{name: "postgres without dsn (env)", env: []string{"CERTGATE_DATABASE_DRIVER=postgres"}, want: "dsn"},
+		{name: "negative write_linger", file: "database: {write_linger: -1ms}\n", want: "write_linger"},
+		{name: "write_linger beyond 100ms", file: "database: {write_linger: 1s}\n", want: "write_linger"},
 		{name: "bad backend", file: "backend: vault\n", want: "vault"},
 		{name: "aws-pca without ARNs", file: "backend: aws-pca\n", want: "arn"},
 		{name: "aws-pca without istio ARN", file: "backend: aws-pca\naws_pca:" + strings.Replace(arns, "  istio_ca_arn", "  # istio_ca_arn", 1), want: "istio_ca_arn"},

@@ -197,3 +197,16 @@ func TestGroupCommitMergesFinalsAmongOtherWrites(t *testing.T) {
 		}
 	})
 }
+
+// With the linger off (database.write_linger: 0), announced writes are not
+// waited for.
+func TestGroupCommitLingerOff(t *testing.T) {
+	s, err := store.Open(context.Background(), store.Options{Driver: "sqlite", DataDir: t.TempDir(), WriteLinger: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, done := s.ExpectWrite(ctx)
+	defer done()
+	committed(t, insertAsync(s, ctx, "off"))
+}
