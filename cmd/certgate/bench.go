@@ -19,7 +19,7 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 	var cpuProfile, serveBaseline string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Drive issuance load against a server (or --in-process) and print throughput and latency",
+		Short: "Drive issuance load against a server (or --in-process, or a plain-HTTP --baseline) and print throughput and latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -55,6 +55,9 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 					return cerr
 				}
 				rep, err = bench.Run(cmd.Context(), c, o)
+				// Connections dialled for the load and never used would hold a
+				// server's graceful shutdown for 5 s.
+				c.HTTP.CloseIdleConnections()
 			}
 			if err != nil {
 				return err
@@ -81,5 +84,6 @@ func newBenchCmd(cf *clientFlags) *cobra.Command {
 	cmd.Flags().IntVar(&o.CSRPool, "csrs", 64, "distinct pre-generated CSRs")
 	cmd.Flags().StringVar(&serveBaseline, "serve-baseline", "", "only serve the plain-HTTP baseline signer on ADDR until interrupted, to drive it from another process")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write this process's CPU profile to FILE")
+	cmd.MarkFlagsMutuallyExclusive("in-process", "baseline", "serve-baseline")
 	return cmd
 }

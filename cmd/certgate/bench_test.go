@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/certgate/certgate/internal/bench"
@@ -37,5 +38,12 @@ func TestBenchCommand(t *testing.T) {
 				t.Fatalf("report %+v", rep)
 			}
 		})
+	}
+}
+
+func TestBenchCommandRefusesTwoModes(t *testing.T) {
+	_, _, err := runCLI(t, "bench", "--in-process", "--baseline", "--count", "1")
+	if err == nil || !strings.Contains(err.Error(), "in-process") {
+		t.Fatalf("--in-process with --baseline: %v, want a refusal naming the flags", err)
 	}
 }

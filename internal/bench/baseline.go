@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
@@ -20,7 +22,9 @@ import (
 // issue targets are phrased against ("a plain-HTTP signer with no auth and
 // no database"): the in-process signing work behind net/http, answering the
 // same JSON as certgate (certificate, chain, root, bundle) so the checking
-// client does the same work against both.
+// client does the same work against both. Unlike certgate it does not
+// x509.Verify the leaf before answering, and it signs every request with the
+// profile it was started with.
 func startBaseline(o Options) (*client.Client, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +37,8 @@ func startBaseline(o Options) (*client.Client, func(), error) {
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			panic(err)
+			// The load generator then sees connection errors and reports them.
+			fmt.Fprintln(os.Stderr, "baseline signer:", err)
 		}
 	}()
 	c, err := client.New("http://"+ln.Addr().String(), "", nil, nil)
@@ -42,6 +47,7 @@ func startBaseline(o Options) (*client.Client, func(), error) {
 		return nil, nil, err
 	}
 	stop := func() {
+		c.HTTP.CloseIdleConnections() // or Shutdown waits 5 s for never-used ones
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
@@ -81,10 +87,7 @@ func baselineServer(o Options) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pemOf := func(der []byte) string {
-		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	}
-	chainPEM, rootPEM := pemOf(cca.issuer.Raw), pemOf(cca.root.Raw)
+	chainPEM, rootPEM := certPEM(cca.issuer.Raw), certPEM(cca.root.Raw)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/trust-bundle", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(rootPEM)) })
 	mux.HandleFunc("POST /v1/certificates", func(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +101,7 @@ func baselineServer(o Options) (*http.Server, error) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		leaf := pemOf(s.der)
+		leaf := certPEM(s.der)
 		var keyPEM string
 		if s.priv != nil {
 			der, err := x509.MarshalPKCS8PrivateKey(s.priv)

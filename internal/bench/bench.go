@@ -274,7 +274,11 @@ func check(res *issued, pub crypto.PublicKey, anchors *anchorCache) error {
 		if err != nil {
 			return err
 		}
-		pub = k.(crypto.Signer).Public()
+		signer, ok := k.(crypto.Signer)
+		if !ok {
+			return fmt.Errorf("the returned private key (%T) cannot sign", k)
+		}
+		pub = signer.Public()
 	}
 	if !ca.PublicKeysEqual(leaf.PublicKey, pub) {
 		return errors.New("the certificate's key is not the request's")
@@ -351,7 +355,7 @@ func inProcess(o Options, pool []work) (func(context.Context, int) error, error)
 
 // ceilingSigner does the signing work of one request with an in-memory CA:
 // with a CSR, parse it, check its signature, key and names; without, generate
-// a key of keyType. It returns the certificate's DER.
+// a key of keyType. It returns the certificate (DER) and what went into it.
 type ceilingSigner func(csrPEM, keyType string) (signed, error)
 
 type signed struct {
@@ -435,6 +439,10 @@ func (cca *ceilingCA) signer(o Options) (ceilingSigner, error) {
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, cca.issuer, pub, cca.key)
 		return signed{der: der, names: names, tmpl: tmpl, priv: k}, err
 	}, nil
+}
+
+func certPEM(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 // Print writes the report.

@@ -45,6 +45,10 @@ func TestRunAgainstAServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sane(t, rep, "server", 6)
+	// Every request withdrew the write it announced once it was written.
+	if n := env.Srv.Store.Announced(); n != 0 {
+		t.Fatalf("%d announced writes outstanding after the runs", n)
+	}
 	// Every request reached the server and was recorded there.
 	var n int64
 	if err := env.Srv.Store.DB().Model(&store.Certificate{}).Where("status = ? AND common_name LIKE ?", store.StatusIssued, "bench-%").Count(&n).Error; err != nil || n != 30 {
@@ -85,11 +89,16 @@ func issuedBy(t *testing.T, cca *ceilingCA, csrPEM string) issued {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return issued{Certificate: pemString(s.der), Chain: pemString(cca.issuer.Raw)}
+	return issued{Certificate: certPEM(s.der), Chain: certPEM(cca.issuer.Raw)}
 }
 
-func pemString(der []byte) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+func keyPEM(t *testing.T, k *ecdsa.PrivateKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
 func TestCheckRefusesWrongCertificates(t *testing.T) {
@@ -118,7 +127,8 @@ func TestCheckRefusesWrongCertificates(t *testing.T) {
 	}{
 		{"good", good, pool[0].pub, ""},
 		{"another key", good, pool[1].pub, "not the request's"},
-		{"another key, generated", issued{Certificate: good.Certificate, Chain: good.Chain}, &other.PublicKey, "not the request's"},
+		{"server key: another private key", issued{Certificate: good.Certificate, Chain: good.Chain, PrivateKey: keyPEM(t, other)}, nil, "not the request's"},
+		{"server key: garbage private key", issued{Certificate: good.Certificate, Chain: good.Chain, PrivateKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, nil, ""},
 		{"another hierarchy", foreign, pool[0].pub, "chain"},
 		{"our leaf, their chain", issued{Certificate: good.Certificate, Chain: foreign.Chain}, pool[0].pub, "chain"},
 		{"their leaf, our chain", issued{Certificate: foreign.Certificate, Chain: good.Chain}, pool[0].pub, "chain"},
@@ -153,7 +163,7 @@ func TestRunCountsBadAnswersAsErrors(t *testing.T) {
 	wrong := issuedBy(t, cca, stranger[0].csrPEM)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/trust-bundle" {
-			_, _ = w.Write([]byte(pemString(cca.root.Raw)))
+			_, _ = w.Write([]byte(certPEM(cca.root.Raw)))
 			return
 		}
 		w.WriteHeader(http.StatusCreated)

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"testing"
 )
 
@@ -33,11 +32,11 @@ func BenchmarkCryptoBudget(b *testing.B) {
 	}
 	anchor := x509.NewCertPool()
 	anchor.AddCert(cca.issuer)
-	leafPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.der}))
+	leafPEM := certPEM(s.der)
 	roots := x509.NewCertPool()
 	roots.AddCert(cca.root)
 	anchors := &anchorCache{roots: roots}
-	res := &issued{Certificate: leafPEM, Chain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cca.issuer.Raw}))}
+	res := &issued{Certificate: leafPEM, Chain: certPEM(cca.issuer.Raw)}
 
 	b.Run("in-process-signing", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {

@@ -248,6 +248,11 @@ func TestBadInputs(t *testing.T) {
 			if eventsAfter != eventsBefore {
 				t.Errorf("a refused request wrote %d events other than \"refused\"", eventsAfter-eventsBefore)
 			}
+			// A refused request withdraws the write it announced, or every
+			// later write batch would wait out the linger for it.
+			if n := env.Srv.Store.Announced(); n != 0 {
+				t.Errorf("%d announced writes outstanding after the request", n)
+			}
 		})
 	}
 	t.Logf("%d bad-input cases", len(cases))

@@ -139,10 +139,12 @@ type prepared struct {
 }
 
 func (s *Service) issue(ctx context.Context, c Caller, req Request) (*Result, error) {
-	if s.Backend.Kind() == "local" && c.IdempotencyKey == "" {
+	if s.Backend.Kind() == "local" && c.IdempotencyKey == "" && req.CSR != "" {
 		// This request will write its row within a millisecond or so (the
 		// local CA signs in process): a write batch committing meanwhile
-		// may wait for it and share one commit.
+		// may wait for it and share one commit. A request without a CSR
+		// announces only once its key exists (signAndRecord): generating
+		// an RSA key takes far longer than a batch should wait.
 		var done func()
 		ctx, done = s.Store.ExpectWrite(ctx)
 		defer done()
@@ -367,6 +369,11 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	// the PCA polling at once); recording does not, so what the CA signed is
 	// always written down.
 	signCtx := context.WithoutCancel(ctx)
+	if oneWrite && p.priv != nil {
+		var done func()
+		signCtx, done = s.Store.ExpectWrite(signCtx)
+		defer done()
+	}
 	out, signErr := s.Backend.Sign(ctx, sreq)
 	if signErr == nil {
 		signErr = checkResult(out, p)

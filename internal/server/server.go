@@ -84,12 +84,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	linger := cfg.Database.WriteLinger.D()
-	if linger == 0 {
-		linger = -1 // the config's 0 means off; the store's 0 means its default
-	}
 	st, err := store.Open(ctx, store.Options{Driver: cfg.Database.Driver, DSN: cfg.Database.DSN, DataDir: cfg.DataDir,
-		MaxOpenConns: cfg.Database.MaxOpenConns, Now: s.Now, WriteLinger: linger})
+		MaxOpenConns: cfg.Database.MaxOpenConns, Now: s.Now, WriteLinger: cfg.Database.WriteLinger.D()})
 	if err != nil {
 		return nil, err
 	}

@@ -11,10 +11,10 @@ import (
 
 // writer is a group-commit queue: concurrent issuances hand it their small
 // write transactions, and one goroutine runs as many as are waiting inside a
-// single database transaction, each under its own savepoint. A commit (and
-// on SQLite the single writer lock) is then shared by every request that
-// arrived meanwhile, instead of paid per request; nothing is acknowledged
-// before its commit, so nothing is lost.
+// single database transaction. A commit (and on SQLite the single writer
+// lock) is then shared by every request that arrived meanwhile, instead of
+// paid per request; nothing is acknowledged before its commit, so nothing is
+// lost.
 //
 // A batch is also held open briefly while writes are announced (ExpectWrite):
 // under load the requests behind the first one are still signing, a fraction
@@ -28,7 +28,7 @@ type writer struct {
 	done   chan struct{}
 	linger time.Duration // how long a batch waits for announced writes at most
 
-	coming atomic.Int64  // writes announced and not yet queued
+	coming atomic.Int64  // writes announced and neither taken by the writer nor withdrawn
 	wake   chan struct{} // an announced write was queued or withdrawn
 
 	batches atomic.Int64 // transactions run (a failed batch's retries included), for tests and metrics
@@ -46,12 +46,7 @@ type writeOp struct {
 	final *finalWrite
 }
 
-const (
-	maxBatch = 128
-	// defaultLinger bounds the wait for announced writes: long enough for
-	// a request that is signing to arrive, short against the p99 target.
-	defaultLinger = 2 * time.Millisecond
-)
+const maxBatch = 128
 
 func newWriter(db *gorm.DB, linger time.Duration) *writer {
 	w := &writer{db: db, ops: make(chan *writeOp, 1024), quit: make(chan struct{}), done: make(chan struct{}),
@@ -123,8 +118,20 @@ func (w *writer) doOp(ctx context.Context, op *writeOp) error {
 		a.withdraw()
 	}
 	// Once queued, the outcome is awaited even if ctx ends: the write may
-	// already be committed, and the caller must know.
-	return <-op.err
+	// already be committed, and the caller must know. Once the writer has
+	// stopped, every op it took has its answer; one still unanswered was
+	// queued after the last drain and will never run.
+	select {
+	case err := <-op.err:
+		return err
+	case <-w.done:
+		select {
+		case err := <-op.err:
+			return err
+		default:
+			return errClosed
+		}
+	}
 }
 
 func (w *writer) loop() {
@@ -139,17 +146,7 @@ func (w *writer) loop() {
 			op.a.settle()
 			batch = append(batch[:0], op)
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case op := <-w.ops:
-				op.a.settle()
-				batch = append(batch, op)
-			default:
-				break fill
-			}
-		}
-		batch = w.hold(batch)
+		batch = w.hold(w.fill(batch))
 		w.writes.Add(int64(len(batch)))
 		w.run(batch)
 	}
@@ -170,8 +167,25 @@ func (w *writer) hold(batch []*writeOp) []*writeOp {
 			batch = append(batch, op)
 		case <-w.wake:
 		case <-t.C:
-			return batch
+			return w.fill(batch)
 		case <-w.quit:
+			return w.fill(batch)
+		}
+	}
+	// An op queued together with its wake-up may still sit in the channel
+	// (select picks at random): take it along rather than leave it for a
+	// commit of its own.
+	return w.fill(batch)
+}
+
+// fill takes every op already queued, up to maxBatch.
+func (w *writer) fill(batch []*writeOp) []*writeOp {
+	for len(batch) < maxBatch {
+		select {
+		case op := <-w.ops:
+			op.a.settle()
+			batch = append(batch, op)
+		default:
 			return batch
 		}
 	}

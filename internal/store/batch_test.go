@@ -44,11 +44,13 @@ func final(serial string) (*store.Certificate, *store.Event) {
 }
 
 func insertAsync(s *store.Store, ctx context.Context, serial string) <-chan error {
+	c, ev := final(serial)
+	return insertRowAsync(s, ctx, c, ev)
+}
+
+func insertRowAsync(s *store.Store, ctx context.Context, c *store.Certificate, ev *store.Event) <-chan error {
 	done := make(chan error, 1)
-	go func() {
-		c, ev := final(serial)
-		done <- s.InsertFinal(ctx, c, ev)
-	}()
+	go func() { done <- s.InsertFinal(ctx, c, ev) }()
 	return done
 }
 
@@ -120,6 +122,15 @@ func TestGroupCommitWithdrawnAnnouncementReleasesTheBatch(t *testing.T) {
 		committed(t, w)
 		// Nothing is announced any more: the next write does not wait.
 		committed(t, insertAsync(s, ctx, "b2"))
+		if n := s.Announced(); n != 0 {
+			t.Fatalf("%d announcements outstanding, want 0", n)
+		}
+		// The count did not go below zero: a new announcement holds again.
+		_, done2 := s.ExpectWrite(ctx)
+		w3 := insertAsync(s, ctx, "b3")
+		stillWaiting(t, w3)
+		done2()
+		committed(t, w3)
 	})
 }
 
@@ -178,6 +189,13 @@ func TestGroupCommitMergesFinalsAmongOtherWrites(t *testing.T) {
 			w := insertAsync(s, ctx, fmt.Sprintf("m%d", i))
 			waits = append(waits, w)
 		}
+		// A row without an event, and one with an Idempotency-Key, among
+		// rows with NULL keys.
+		quiet, _ := final("q1")
+		waits = append(waits, insertRowAsync(s, ctx, quiet, nil))
+		keyed, keyedEv := final("k1")
+		keyed.IdempotencyKey, keyed.IdemRequester = ptr("key-1"), ptr(keyed.Requester)
+		waits = append(waits, insertRowAsync(s, ctx, keyed, keyedEv))
 		p := make(chan error, 1)
 		go func() { p <- s.CreatePending(ctx, pending("", "carol")) }()
 		waits = append(waits, p)
@@ -189,11 +207,20 @@ func TestGroupCommitMergesFinalsAmongOtherWrites(t *testing.T) {
 			committed(t, w)
 		}
 		w1, tx1 := s.WriteStats()
-		if w1-w0 != 7 || tx1-tx0 != 1 {
-			t.Fatalf("%d writes in %d transactions, want 7 in 1", w1-w0, tx1-tx0)
+		if w1-w0 != 9 || tx1-tx0 != 1 {
+			t.Fatalf("%d writes in %d transactions, want 9 in 1", w1-w0, tx1-tx0)
 		}
 		if n := countEvents(t, s, "serial LIKE ?", "m%"); n != 6 {
 			t.Fatalf("%d events, want 6", n)
+		}
+		if n := countEvents(t, s, "serial IN ?", []string{"q1", "k1"}); n != 1 {
+			t.Fatalf("%d events for q1 and k1, want 1 (q1 has none)", n)
+		}
+		if c, err := s.GetByIdempotencyKey(ctx, keyed.Requester, "key-1"); err != nil || c.Serial == nil || *c.Serial != "k1" {
+			t.Fatalf("by idempotency key: %+v, %v", c, err)
+		}
+		if c, err := s.GetBySerial(ctx, "q1"); err != nil || c.IdempotencyKey != nil || c.CommonName != "q1.example.com" {
+			t.Fatalf("q1: %+v, %v", c, err)
 		}
 	})
 }
@@ -201,7 +228,7 @@ func TestGroupCommitMergesFinalsAmongOtherWrites(t *testing.T) {
 // With the linger off (database.write_linger: 0), announced writes are not
 // waited for.
 func TestGroupCommitLingerOff(t *testing.T) {
-	s, err := store.Open(context.Background(), store.Options{Driver: "sqlite", DataDir: t.TempDir(), WriteLinger: -1})
+	s, err := store.Open(context.Background(), store.Options{Driver: "sqlite", DataDir: t.TempDir(), WriteLinger: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,4 +236,67 @@ func TestGroupCommitLingerOff(t *testing.T) {
 	_, done := s.ExpectWrite(ctx)
 	defer done()
 	committed(t, insertAsync(s, ctx, "off"))
+}
+
+// Two final rows with one serial in one merged INSERT: the batch is rolled
+// back and rerun write by write, so exactly one wins and the others are kept.
+func TestGroupCommitMergedDuplicateFinals(t *testing.T) {
+	lingering(t, func(t *testing.T, s *store.Store) {
+		actx, done := s.ExpectWrite(ctx)
+		defer done()
+		a := insertAsync(s, ctx, "twin")
+		b := insertAsync(s, ctx, "twin")
+		other := insertAsync(s, ctx, "single")
+		for _, w := range []<-chan error{a, b, other} {
+			stillWaiting(t, w)
+		}
+		committed(t, insertAsync(s, actx, "last"))
+		committed(t, other)
+		var conflicts, wins int
+		for _, w := range []<-chan error{a, b} {
+			select {
+			case err := <-w:
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, store.ErrConflict):
+					conflicts++
+				default:
+					t.Fatalf("twin: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("a twin never returned")
+			}
+		}
+		if wins != 1 || conflicts != 1 {
+			t.Fatalf("%d wins and %d conflicts for one serial, want 1 and 1", wins, conflicts)
+		}
+		for serial, want := range map[string]int64{"twin": 1, "single": 1, "last": 1} {
+			if n := countEvents(t, s, "serial = ?", serial); n != want {
+				t.Fatalf("%d events for %s, want %d", n, serial, want)
+			}
+		}
+	})
+}
+
+// A write after Close gets an error; it never waits for a writer that is
+// gone.
+func TestWriteAfterCloseReturns(t *testing.T) {
+	for i := range 20 {
+		s, err := store.Open(context.Background(), store.Options{Driver: "sqlite", DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-insertAsync(s, ctx, fmt.Sprintf("late%d", i)):
+			if err == nil {
+				t.Fatal("a write after Close succeeded")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("attempt %d: a write after Close hung", i)
+		}
+	}
 }

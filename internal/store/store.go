@@ -46,7 +46,8 @@ type Options struct {
 	MaxOpenConns int
 	Now          func() time.Time // injected clock for timestamps
 	// WriteLinger is how long a write batch waits for announced writes
-	// (ExpectWrite); 0 means the default (2 ms), negative turns it off.
+	// (ExpectWrite); 0 turns the wait off (the server's default is 2 ms,
+	// database.write_linger).
 	WriteLinger time.Duration
 }
 
@@ -138,9 +139,6 @@ func (s *Store) start(ctx context.Context, linger time.Duration) (*Store, error)
 		_ = s.Close()
 		return nil, err
 	}
-	if linger == 0 {
-		linger = defaultLinger
-	}
 	s.w = newWriter(s.wdb, linger)
 	return s, nil
 }
@@ -154,6 +152,10 @@ func (s *Store) start(ctx context.Context, linger time.Duration) (*Store, error)
 func (s *Store) ExpectWrite(ctx context.Context) (context.Context, func()) {
 	return s.w.announce(ctx)
 }
+
+// Announced is how many announced writes are outstanding: zero whenever no
+// request is between ExpectWrite and its write (or its done call).
+func (s *Store) Announced() int64 { return s.w.coming.Load() }
 
 // WriteStats is how many writes the group-commit writer has run, and in how
 // many transactions: their ratio is how well commits are shared.
