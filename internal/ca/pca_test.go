@@ -359,7 +359,7 @@ func TestPCACancelDuringPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.dbl.SetIssueDelay(5 * time.Second)
-	base := runtime.NumGoroutine()
+	base := pcatest.Goroutines()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req := signRequest(t, ProfileServer)
@@ -387,10 +387,10 @@ func TestPCACancelDuringPolling(t *testing.T) {
 	}
 	polls := h.dbl.Count(pcatest.OpGetCertificate)
 	deadline := time.Now().Add(3 * time.Second)
-	n := runtime.NumGoroutine()
+	n := pcatest.Goroutines()
 	for n > base && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		n = runtime.NumGoroutine()
+		n = pcatest.Goroutines()
 	}
 	if n > base {
 		buf := make([]byte, 1<<20)

@@ -534,7 +534,7 @@ func TestPCACancelDuringPolling(t *testing.T) {
 	issue(t, env, pcaIssueRequest(t, p, p256(t), "")) // warm: connections and caches exist
 	dbl.SetIssueDelay(5 * time.Second)
 	time.Sleep(50 * time.Millisecond)
-	base := runtime.NumGoroutine()
+	base := pcatest.Goroutines()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "POST", env.URL+"/v1/certificates", bytes.NewReader(mustJSON(t, pcaIssueRequest(t, p, p256(t), ""))))
@@ -588,8 +588,8 @@ func TestPCACancelDuringPolling(t *testing.T) {
 		t.Errorf("GetByID(%d): %v %+v", row.ID, err, byID)
 	}
 
-	n := runtime.NumGoroutine()
-	for settle := time.Now().Add(3 * time.Second); n > base && time.Now().Before(settle); n = runtime.NumGoroutine() {
+	n := pcatest.Goroutines()
+	for settle := time.Now().Add(3 * time.Second); n > base && time.Now().Before(settle); n = pcatest.Goroutines() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n > base {

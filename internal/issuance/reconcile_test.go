@@ -142,6 +142,18 @@ func rcIssueTokens(dbl *pcatest.Server) []string {
 // rcLostAnswer issues one certificate whose IssueCertificate answers are all
 // lost after PCA processed the first: the certificate is minted, certgate
 // never learns its ARN, and the row must stay pending without one.
+// settleCount returns once the double's count of op has not moved for 300 ms
+// (at most 5 s).
+func settleCount(dbl *pcatest.Server, op string) {
+	last, since := dbl.Count(op), time.Now()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && time.Since(since) < 300*time.Millisecond; {
+		time.Sleep(50 * time.Millisecond)
+		if n := dbl.Count(op); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
 func rcLostAnswer(t *testing.T, e *rcEnv, cn, key string) store.Certificate {
 	t.Helper()
 	e.dbl.InjectNext(pcatest.OpIssueCertificate, 4, pcatest.Fault{AfterProcessing: true, Drop: true})
@@ -155,6 +167,10 @@ func rcLostAnswer(t *testing.T, e *rcEnv, cn, key string) store.Certificate {
 	// Up to 4 attempts (max_retries 3). A retry on a pooled connection the
 	// double already dropped can fail before it reaches the double, so fewer
 	// may arrive; the faults not consumed must not leak into what follows.
+	// An attempt the client gave up on can still be counted by the double a
+	// moment later: wait until the count is settled, so callers comparing
+	// against it later see only calls made after this point.
+	settleCount(e.dbl, pcatest.OpIssueCertificate)
 	if n := e.dbl.Count(pcatest.OpIssueCertificate); n < 2 || n > 4 {
 		t.Errorf("%d IssueCertificate attempts, want 2 to 4 (max_retries 3)", n)
 	}
