@@ -27,6 +27,9 @@ type writer struct {
 	quit   chan struct{}
 	done   chan struct{}
 	linger time.Duration // how long a batch waits for announced writes at most
+	// oneStatement: a batch of issued rows only is written as one atomic
+	// statement without BEGIN/COMMIT (PostgreSQL: one round trip, not four).
+	oneStatement bool
 
 	coming atomic.Int64  // writes announced and neither taken by the writer nor withdrawn
 	wake   chan struct{} // an announced write was queued or withdrawn
@@ -48,9 +51,9 @@ type writeOp struct {
 
 const maxBatch = 128
 
-func newWriter(db *gorm.DB, linger time.Duration) *writer {
+func newWriter(db *gorm.DB, linger time.Duration, oneStatement bool) *writer {
 	w := &writer{db: db, ops: make(chan *writeOp, 1024), quit: make(chan struct{}), done: make(chan struct{}),
-		linger: linger, wake: make(chan struct{}, 1)}
+		linger: linger, wake: make(chan struct{}, 1), oneStatement: oneStatement}
 	go w.loop()
 	return w
 }
@@ -194,6 +197,21 @@ func (w *writer) fill(batch []*writeOp) []*writeOp {
 
 func (w *writer) run(batch []*writeOp) {
 	w.batches.Add(1)
+	if w.oneStatement && allFinal(batch) {
+		finals := make([]*finalWrite, len(batch))
+		for i, op := range batch {
+			finals[i] = op.final
+		}
+		err := insertFinalsOneStatement(w.db.WithContext(context.WithoutCancel(batch[0].ctx)), finals)
+		if err == nil || len(batch) == 1 {
+			for _, op := range batch {
+				op.err <- err
+			}
+			return
+		}
+		w.runAlone(batch)
+		return
+	}
 	if len(batch) == 1 {
 		op := batch[0]
 		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
@@ -225,10 +243,24 @@ func (w *writer) run(batch []*writeOp) {
 		}
 		return
 	}
+	w.runAlone(batch)
+}
+
+// runAlone runs each op in a transaction of its own, after a batch failed.
+func (w *writer) runAlone(batch []*writeOp) {
 	w.batches.Add(int64(len(batch)))
 	for _, op := range batch {
 		op.err <- w.db.WithContext(context.WithoutCancel(op.ctx)).Transaction(op.fn)
 	}
+}
+
+func allFinal(batch []*writeOp) bool {
+	for _, op := range batch {
+		if op.final == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *writer) drainClosed() {

@@ -300,3 +300,56 @@ func TestWriteAfterCloseReturns(t *testing.T) {
 		}
 	}
 }
+
+// A batch of issued rows only — on PostgreSQL one statement without
+// BEGIN/COMMIT — with a row without an event in the middle, an
+// Idempotency-Key, and a lone row without an event.
+func TestGroupCommitFinalsOnly(t *testing.T) {
+	lingering(t, func(t *testing.T, s *store.Store) {
+		w0, tx0 := s.WriteStats()
+		actx, done := s.ExpectWrite(ctx)
+		defer done()
+		first := insertAsync(s, ctx, "f1")
+		quiet, _ := final("fq")
+		mid := insertRowAsync(s, ctx, quiet, nil)
+		keyed, keyedEv := final("fk")
+		keyed.IdempotencyKey, keyed.IdemRequester = ptr("fkey"), ptr(keyed.Requester)
+		withKey := insertRowAsync(s, ctx, keyed, keyedEv)
+		for _, w := range []<-chan error{first, mid, withKey} {
+			stillWaiting(t, w)
+		}
+		last := insertAsync(s, actx, "fl")
+		for _, w := range []<-chan error{first, mid, withKey, last} {
+			committed(t, w)
+		}
+		if w1, tx1 := s.WriteStats(); w1-w0 != 4 || tx1-tx0 != 1 {
+			t.Fatalf("%d writes in %d transactions, want 4 in 1", w1-w0, tx1-tx0)
+		}
+		for serial, want := range map[string]int64{"f1": 1, "fq": 0, "fk": 1, "fl": 1} {
+			if n := countEvents(t, s, "serial = ?", serial); n != want {
+				t.Fatalf("%d events for %s, want %d", n, serial, want)
+			}
+			want, _ := final(serial)
+			got, err := s.GetBySerial(ctx, serial)
+			if err != nil || got.CommonName != want.CommonName || !got.NotAfter.Equal(want.NotAfter) || got.PEM != want.PEM {
+				t.Fatalf("%s: %+v, %v", serial, got, err)
+			}
+		}
+		if c, err := s.GetByIdempotencyKey(ctx, keyed.Requester, "fkey"); err != nil || *c.Serial != "fk" {
+			t.Fatalf("by idempotency key: %+v, %v", c, err)
+		}
+		lone, _ := final("fz")
+		committed(t, insertRowAsync(s, ctx, lone, nil))
+		if n := countEvents(t, s, "serial = ?", "fz"); n != 0 {
+			t.Fatalf("%d events for a row written without one", n)
+		}
+		// A duplicate alone is a conflict, not a lost or doubled row.
+		dup, dupEv := final("fz")
+		if err := s.InsertFinal(ctx, dup, dupEv); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate serial: %v, want ErrConflict", err)
+		}
+		if n := countEvents(t, s, "serial = ?", "fz"); n != 0 {
+			t.Fatalf("the refused duplicate left %d events", n)
+		}
+	})
+}

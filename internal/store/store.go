@@ -139,7 +139,7 @@ func (s *Store) start(ctx context.Context, linger time.Duration) (*Store, error)
 		_ = s.Close()
 		return nil, err
 	}
-	s.w = newWriter(s.wdb, linger)
+	s.w = newWriter(s.wdb, linger, s.driver == "postgres")
 	return s, nil
 }
 
@@ -306,19 +306,34 @@ const (
 // the hot path of every local-CA issuance, and GORM's reflective Create
 // (with RETURNING) cost more than the SQL itself. No caller needs the ids.
 func insertFinals(tx *gorm.DB, fs []*finalWrite) error {
-	now := tx.NowFunc()
-	certArgs := make([]any, 0, 23*len(fs))
-	var eventArgs []any
+	certSQL, certArgs, eventSQL, eventArgs, err := finalStatements(tx.NowFunc(), fs)
+	if err != nil {
+		return err
+	}
+	if err := tx.Exec(certSQL, certArgs...).Error; err != nil {
+		return err
+	}
+	if eventSQL == "" {
+		return nil
+	}
+	return tx.Exec(eventSQL, eventArgs...).Error
+}
+
+// finalStatements builds the INSERTs of fs (eventSQL is "" when no row has
+// an event) and stamps the rows and events with now.
+func finalStatements(now time.Time, fs []*finalWrite) (certSQL string, certArgs []any, eventSQL string, eventArgs []any, err error) {
+	certArgs = make([]any, 0, 23*len(fs))
 	events := 0
 	for _, f := range fs {
 		c := f.c
 		sans, err := json.Marshal(c.SANs)
 		if err != nil {
-			return err
+			return "", nil, "", nil, err
 		}
 		certArgs = append(certArgs, c.Serial, c.CA, c.Profile, c.CommonName, string(sans), c.Cluster, c.KeyAlgorithm, c.Status,
 			c.NotBefore.UTC(), c.NotAfter.UTC(), c.PEM, c.ARN, c.Fingerprint, c.Requester, c.IdempotencyKey, c.IdemRequester,
 			c.RequestHash, c.IdempotencyToken, c.RequestID, c.FailureReason, c.CSR, now, now)
+		c.CreatedAt, c.UpdatedAt = now, now
 		if f.ev == nil {
 			continue
 		}
@@ -328,21 +343,31 @@ func insertFinals(tx *gorm.DB, fs []*finalWrite) error {
 		}
 		details, err := json.Marshal(ev.Details)
 		if err != nil {
-			return err
+			return "", nil, "", nil, err
 		}
 		eventArgs = append(eventArgs, ev.CA, ev.Type, ev.Time.UTC(), ev.Serial, ev.Principal, ev.RequestID, ev.SourceAddr, ev.Outcome, string(details))
 		events++
 	}
-	if err := tx.Exec(tuples(insertCertSQL, certTuple, len(fs)), certArgs...).Error; err != nil {
+	certSQL = tuples(insertCertSQL, certTuple, len(fs))
+	if events > 0 {
+		eventSQL = tuples(insertEventSQL, eventTuple, events)
+	}
+	return certSQL, certArgs, eventSQL, eventArgs, nil
+}
+
+// insertFinalsOneStatement writes fs as one statement, atomic on its own:
+// PostgreSQL runs a data-modifying WITH and the main INSERT as one statement
+// in one implicit transaction, so the batch needs no BEGIN and COMMIT round
+// trips.
+func insertFinalsOneStatement(db *gorm.DB, fs []*finalWrite) error {
+	certSQL, certArgs, eventSQL, eventArgs, err := finalStatements(db.NowFunc(), fs)
+	if err != nil {
 		return err
 	}
-	for _, f := range fs {
-		f.c.CreatedAt, f.c.UpdatedAt = now, now
+	if eventSQL == "" {
+		return db.Exec(certSQL, certArgs...).Error
 	}
-	if events == 0 {
-		return nil
-	}
-	return tx.Exec(tuples(insertEventSQL, eventTuple, events), eventArgs...).Error
+	return db.Exec("WITH c AS ("+certSQL+") "+eventSQL, append(certArgs, eventArgs...)...).Error
 }
 
 // tuples builds "INSERT … VALUES (…), (…)" for n rows; the one-row forms,
