@@ -116,6 +116,35 @@ func serverBodies(b *testing.B, n int) [][]byte {
 
 // BenchmarkPCALoadSteady: 5 requests per second for 60 s, open loop, with
 // PCA taking 1 s to issue each certificate. Acceptance: no errors.
+// warmUp issues 40 certificates one by one, so connections, caches and the
+// learned poll delay exist before anything is measured.
+func warmUp(env *servertest.Env, dbl *pcatest.Server, bodies [][]byte) *loadRecorder {
+	var warm loadRecorder
+	for i := range 40 {
+		warm.issue(env, dbl, bodies[i%len(bodies)])
+	}
+	return &warm
+}
+
+// backToBack runs clients goroutines that each issue perClient certificates
+// one after another, and returns what they measured and how long it took.
+func backToBack(env *servertest.Env, dbl *pcatest.Server, bodies [][]byte, clients, perClient int) (*loadRecorder, time.Duration) {
+	var rec loadRecorder
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perClient {
+				rec.issue(env, dbl, bodies[(c*perClient+i)%len(bodies)])
+			}
+		}()
+	}
+	wg.Wait()
+	return &rec, time.Since(start)
+}
+
 func BenchmarkPCALoadSteady(b *testing.B) {
 	for range b.N {
 		dbl := servertest.NewPCADouble(b)
@@ -179,29 +208,13 @@ func BenchmarkPCALoadLatency(b *testing.B) {
 		dbl.SetIssueDelay(300 * time.Millisecond)
 		env := startPCA(b, dbl)
 		bodies := serverBodies(b, 64)
-		var warm loadRecorder
-		for i := range 40 {
-			warm.issue(env, dbl, bodies[i%len(bodies)])
-		}
+		warm := warmUp(env, dbl, bodies)
 		if warm.errors > 0 {
 			b.Fatalf("warm-up: %d errors; first: %s", warm.errors, warm.firstErr)
 		}
 		dbl.ResetCalls()
-		const clients, perClient = 4, 50
-		var rec loadRecorder
-		var wg sync.WaitGroup
-		start := time.Now()
-		for c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range perClient {
-					rec.issue(env, dbl, bodies[(c*perClient+i)%len(bodies)])
-				}
-			}()
-		}
-		wg.Wait()
-		perCert := rec.report(b, "latency, 300 ms issuance, 4 clients", dbl, time.Since(start))
+		rec, took := backToBack(env, dbl, bodies, 4, 50)
+		perCert := rec.report(b, "latency, 300 ms issuance, 4 clients", dbl, took)
 		if rec.errors != 0 {
 			b.Errorf("%d errors; first: %s", rec.errors, rec.firstErr)
 		}
@@ -227,31 +240,15 @@ func BenchmarkPCALoadAfterBurst(b *testing.B) {
 		dbl.SetQuota(pcatest.OpIssueCertificate, 25, 25)
 		env := startPCA(b, dbl)
 		bodies := serverBodies(b, 64)
-		var warm loadRecorder
-		for i := range 40 {
-			warm.issue(env, dbl, bodies[i%len(bodies)])
-		}
+		warm := warmUp(env, dbl, bodies)
 		burst := runBurst(b, env, dbl, 100)
 		if warm.errors > 0 || burst.failed > 0 {
 			b.Fatalf("warm-up %d errors, burst %d; first: %s %s", warm.errors, burst.failed, warm.firstErr, burst.firstErr)
 		}
 		b.Logf("burst of 100 with 300 ms issuance: %s, p50 %s", burst.took.Round(time.Millisecond), burst.latency[50].Round(time.Millisecond))
 		dbl.ResetCalls()
-		const clients, perClient = 4, 25
-		var rec loadRecorder
-		var wg sync.WaitGroup
-		start := time.Now()
-		for c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range perClient {
-					rec.issue(env, dbl, bodies[(c*perClient+i)%len(bodies)])
-				}
-			}()
-		}
-		wg.Wait()
-		perCert := rec.report(b, "after the burst, 300 ms issuance, 4 clients", dbl, time.Since(start))
+		rec, took := backToBack(env, dbl, bodies, 4, 25)
+		perCert := rec.report(b, "after the burst, 300 ms issuance, 4 clients", dbl, took)
 		if rec.errors != 0 {
 			b.Errorf("%d errors; first: %s", rec.errors, rec.firstErr)
 		}

@@ -362,44 +362,29 @@ func TestPCATemplateOverride(t *testing.T) {
 
 // TestPCAMachineEndEntityTemplate: EndEntityCertificate/V1 gives exactly the
 // machine profile's usages, with serverAuth listed first; EKU order carries
-// no meaning, so it must be accepted.
-func TestPCAMachineEndEntityTemplate(t *testing.T) {
-	dbl := servertest.NewPCADouble(t)
-	env := startPCA(t, dbl, withTemplates(map[string]string{"machine": "EndEntityCertificate/V1"}))
-	p := pcaProfileNamed("machine")
-	before := time.Now()
-	resp, body := call(t, env, "POST", "/v1/certificates", mustJSON(t, pcaIssueRequest(t, p, p256(t), "")), nil)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	var res issueResp
-	if err := json.Unmarshal(body, &res); err != nil {
-		t.Fatal(err)
-	}
-	checkPCAIssued(t, env, dbl, p, &res, "arn:aws:acm-pca:::template/EndEntityCertificate/V1", before)
-}
-
-// TestPCAServerKeyNonPassthroughTemplate: with a template that does not read
-// ApiPassthrough, PCA takes the names from the CSR — for a server-generated
-// key, the CSR certgate makes itself. The certificate must still carry
+// no meaning, so it must be accepted. That template does not read
+// ApiPassthrough, so PCA takes the names from the CSR — for a server-generated
+// key, the CSR certgate makes itself: the certificate must still carry
 // exactly the requested names; one without them is refused, never issued.
 // (The machine profile, because EndEntityCertificate/V1 has exactly its
 // usages; the server profile would also break the server's own certificate.)
-func TestPCAServerKeyNonPassthroughTemplate(t *testing.T) {
-	dbl := servertest.NewPCADouble(t)
-	env := startPCA(t, dbl, withTemplates(map[string]string{"machine": "EndEntityCertificate/V1"}))
-	p := pcaProfileNamed("machine")
-	before := time.Now()
-	resp, body := call(t, env, "POST", "/v1/certificates", mustJSON(t, pcaIssueRequest(t, p, nil, "")), nil)
-	switch {
-	case resp.StatusCode != http.StatusCreated:
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+func TestPCAMachineEndEntityTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  func(testing.TB) crypto.Signer
+	}{
+		{"client CSR", func(t testing.TB) crypto.Signer { return p256(t) }},
+		{"server-generated key", func(testing.TB) crypto.Signer { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbl := servertest.NewPCADouble(t)
+			env := startPCA(t, dbl, withTemplates(map[string]string{"machine": "EndEntityCertificate/V1"}))
+			p := pcaProfileNamed("machine")
+			before := time.Now()
+			res := issue(t, env, pcaIssueRequest(t, p, tc.key(t), ""))
+			checkPCAIssued(t, env, dbl, p, res, "arn:aws:acm-pca:::template/EndEntityCertificate/V1", before)
+		})
 	}
-	var res issueResp
-	if err := json.Unmarshal(body, &res); err != nil {
-		t.Fatal(err)
-	}
-	checkPCAIssued(t, env, dbl, p, &res, "arn:aws:acm-pca:::template/EndEntityCertificate/V1", before)
 }
 
 // TestPCARetries: acceptance 3 — what is retried, how often, with which

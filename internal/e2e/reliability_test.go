@@ -289,7 +289,10 @@ func (p *relProbe) calls() int {
 
 // ---- 1. write before sign ----
 
-func TestWriteBeforeSignLocal(t *testing.T) {
+// relLocalProbe starts a server whose local CA is wrapped in a probe that
+// looks at the database from inside Sign.
+func relLocalProbe(t *testing.T) (*relProbe, *servertest.Env) {
+	t.Helper()
 	probe := &relProbe{}
 	env := relStart(t, func(c *config.Config, o *server.Options) {
 		l, err := ca.OpenLocal(ca.LocalOptions{Dir: filepath.Join(c.DataDir, "ca")})
@@ -300,6 +303,11 @@ func TestWriteBeforeSignLocal(t *testing.T) {
 		o.Backend = probe
 	})
 	probe.st.Store(env.Srv.Store)
+	return probe, env
+}
+
+func TestWriteBeforeSignLocal(t *testing.T) {
+	probe, env := relLocalProbe(t)
 	st := env.Srv.Store
 
 	t.Run("pending row exists when the CA is called", func(t *testing.T) {
@@ -388,16 +396,7 @@ func TestWriteBeforeSignLocal(t *testing.T) {
 // certificate exists nowhere before it is recorded) writes its row once,
 // after signing; whichever way, the row ends issued and nothing is pending.
 func TestWriteBeforeSignLocalWithoutKey(t *testing.T) {
-	probe := &relProbe{}
-	env := relStart(t, func(c *config.Config, o *server.Options) {
-		l, err := ca.OpenLocal(ca.LocalOptions{Dir: filepath.Join(c.DataDir, "ca")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		probe.Local = l
-		o.Backend = probe
-	})
-	probe.st.Store(env.Srv.Store)
+	probe, env := relLocalProbe(t)
 	res := relIssued(t, relIssue(env, "", relCSRBody(t, "nokey.wbs.rel.internal")))
 	probe.mu.Lock()
 	t.Logf("row seen from inside Sign: %d rows, lookup errors %v", len(probe.seen), probe.errs)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/apierror"
@@ -310,14 +311,14 @@ func intermediateResult(res *Result, p *prepared) (*IntermediateResult, error) {
 	if err := checkIntermediate(leaf, chain[1:len(chain)-1], root, p, res.Replayed); err != nil {
 		return nil, err
 	}
-	var all bytes.Buffer
+	var all strings.Builder
 	for _, c := range chain {
-		all.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+		all.WriteString(certPEM(c.Raw))
 	}
 	return &IntermediateResult{
 		Serial: res.Serial, Cluster: res.Cluster, Profile: res.Profile, CA: res.CA, Subject: leaf.Subject.String(),
 		NotBefore: res.NotBefore, NotAfter: res.NotAfter,
-		CACert: res.Certificate, RootCert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})),
+		CACert: res.Certificate, RootCert: certPEM(root.Raw),
 		CertChain: all.String(), CAKey: res.PrivateKey, CertificateARN: res.CertificateARN, Replayed: res.Replayed,
 	}, nil
 }

@@ -18,7 +18,7 @@ func (c *pemCache) encode(cert *x509.Certificate) string {
 	if v, ok := c.m.Load(string(cert.Raw)); ok {
 		return v.(string)
 	}
-	p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	p := certPEM(cert.Raw)
 	c.m.Store(string(cert.Raw), p)
 	return p
 }
@@ -29,4 +29,9 @@ func (c *pemCache) encodeAll(certs []*x509.Certificate) string {
 		b.WriteString(c.encode(x))
 	}
 	return b.String()
+}
+
+// certPEM renders one certificate.
+func certPEM(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

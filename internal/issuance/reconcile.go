@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
@@ -152,7 +151,7 @@ func (s *Service) recordReconciled(ctx context.Context, row *store.Certificate, 
 	fp := sha256.Sum256(leaf.Raw)
 	row.Serial, row.Status = &serial, store.StatusIssued
 	row.NotBefore, row.NotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
-	row.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
+	row.PEM = certPEM(leaf.Raw)
 	row.ARN, row.Fingerprint = out.ARN, hex.EncodeToString(fp[:])
 	row.KeyAlgorithm = validation.KeyAlgorithm(leaf.PublicKey)
 	ev := s.event(Caller{Principal: row.Requester, RequestID: "reconcile"}, store.EventIssued, row.CA, serial, "success",

@@ -407,7 +407,7 @@ func (s *Service) signAndRecord(ctx context.Context, c Caller, p *prepared) (*Re
 	row.Serial = &serialHex
 	row.Status = store.StatusIssued
 	row.NotBefore, row.NotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
-	row.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
+	row.PEM = certPEM(leaf.Raw)
 	row.ARN = out.ARN
 	row.Fingerprint = hex.EncodeToString(fp[:])
 	details := map[string]string{"profile": row.Profile, "not_after": row.NotAfter.Format(time.RFC3339)}
